@@ -1,0 +1,33 @@
+# Two commands: `make demo` serves the suite, `make test` runs every test.
+# Each creates the virtualenv and installs what it needs on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: demo test lint bench chromium
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install -r requirements-dev.txt
+	touch $@
+
+# Playwright cannot download its own browser here: the browser tests drive Debian's.
+chromium:
+	@test -x $(CHROMIUM) || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+demo: $(VENV)/.installed
+	$(PY) app.py
+
+test: $(VENV)/.installed-dev chromium
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(PY) -m ruff check .
+
+bench: $(VENV)/.installed
+	for b in bench/*.py; do $(PY) $$b || exit 1; done

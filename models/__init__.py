@@ -1,0 +1,1 @@
+"""One module per model family: definition, training recipe and predictor."""
