@@ -1,0 +1,46 @@
+"""Where models run: device and dtype choice, and the ZeroGPU decorator."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+def device() -> torch.device:
+    """The best device here (cuda > mps > cpu); DEMO_DEVICE overrides it."""
+    import torch
+
+    if name := os.environ.get("DEMO_DEVICE"):
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def dtype(dev: torch.device | None = None) -> torch.dtype:
+    """Half precision where the device does it well (bf16, else fp16), fp32 on CPU."""
+    import torch
+
+    dev = dev or device()
+    if dev.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dev.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def gpu(duration: int = 60) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`spaces.GPU(duration=...)` on a ZeroGPU Space; a no-op everywhere else."""
+    try:
+        import spaces  # the PyPI ZeroGPU helper, never our spaces/ folder
+    except ImportError:
+        spaces = None
+    if spaces is None or not hasattr(spaces, "GPU"):
+        return lambda fn: fn
+    return spaces.GPU(duration=duration)
