@@ -1,0 +1,249 @@
+"""Hub I/O and the registry against the loopback Hub: push, pull, revisions, offline, outages."""
+
+from __future__ import annotations
+
+import threading
+import time
+from fnmatch import fnmatch
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from shared import hub as hubio
+from shared import registry
+from shared.registry import Model, ModelError
+
+LOADS: list[Path] = []
+
+
+def load_tiny(folder: Path) -> dict[str, torch.Tensor]:
+    """A loader like the families': read the weights, fail loudly if they are missing."""
+    LOADS.append(folder)
+    time.sleep(0.2)  # widen the window in which concurrent first requests could race
+    return load_file(folder / "model.safetensors")
+
+
+@pytest.fixture
+def tiny(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A registry entry 'tiny' whose loader reads one safetensors file."""
+    spec = Model(
+        name="tiny",
+        task="test",
+        repo="tests/not-pushed-yet",
+        revision="main",
+        files=("config.json", "model.safetensors"),
+        loader="tests.test_hub:load_tiny",
+        space="none",
+        description="a test model",
+    )
+    monkeypatch.setitem(registry.MODELS, "tiny", spec)
+    monkeypatch.setitem(registry._locks, "tiny", threading.Lock())
+    LOADS.clear()
+    registry.unload("tiny")
+    yield "tiny"
+    registry.unload("tiny")
+
+
+def make_model(folder: Path, value: float) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"w": torch.full((4, 4), value)}, folder / "model.safetensors")
+    (folder / "config.json").write_text(f'{{"value": {value}}}')
+    (folder / "model.bin").write_bytes(b"pickle we never fetch")
+    return folder
+
+
+def test_push_then_pull_is_byte_exact(tmp_path, hub, repo_id, tiny, use_model):
+    src = make_model(tmp_path / "m", 1.0)
+    commit = hubio.push(src, repo_id, message="first")
+    assert len(commit) == 40 and commit == hub.commits(repo_id)[-1]
+    use_model(tiny, repo_id)
+    folder = registry.fetch(tiny)
+    for name in ("model.safetensors", "config.json"):
+        assert (folder / name).read_bytes() == (src / name).read_bytes()
+    assert not (folder / "model.bin").exists()  # only the allow-listed files are fetched
+    assert registry.load(tiny)["w"].eq(1.0).all()
+
+
+def test_repush_of_unchanged_files_makes_no_commit(tmp_path, hub, repo_id):
+    src = make_model(tmp_path / "m", 1.0)
+    first = hubio.push(src, repo_id)
+    n = len(hub.commits(repo_id))
+    assert hubio.push(src, repo_id) == first
+    assert len(hub.commits(repo_id)) == n
+    (src / "config.json").write_text('{"value": 2}')
+    assert hubio.push(src, repo_id) != first
+    assert len(hub.commits(repo_id)) == n + 1
+
+
+def test_pinned_older_revision_still_loads(tmp_path, repo_id, tiny, use_model):
+    old = hubio.push(make_model(tmp_path / "a", 1.0), repo_id)
+    hubio.push(make_model(tmp_path / "b", 2.0), repo_id)
+    use_model(tiny, f"{repo_id}@{old}")
+    assert registry.load(tiny)["w"].eq(1.0).all()
+    use_model(tiny, repo_id)
+    assert registry.load(tiny)["w"].eq(2.0).all()
+
+
+def test_load_is_cached_and_loads_once_under_concurrency(tmp_path, repo_id, tiny, use_model):
+    hubio.push(make_model(tmp_path / "m", 3.0), repo_id)
+    use_model(tiny, repo_id)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(registry.load(tiny))) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(LOADS) == 1
+    assert all(r is results[0] for r in results)
+    assert registry.load(tiny) is results[0]
+
+
+def test_offline_with_warm_cache_works(tmp_path, repo_id, tiny, use_model, monkeypatch, hub):
+    hubio.push(make_model(tmp_path / "m", 4.0), repo_id)
+    use_model(tiny, repo_id)
+    registry.fetch(tiny)
+    registry.unload(tiny)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    before = len(hub.hub.requests)
+    assert registry.load(tiny)["w"].eq(4.0).all()
+    assert len(hub.hub.requests) == before  # no request reached the Hub
+    assert registry.is_cached(tiny)
+
+
+def test_offline_with_cold_cache_says_what_to_do(tmp_path, repo_id, tiny, use_model, monkeypatch):
+    hubio.push(make_model(tmp_path / "m", 5.0), repo_id)
+    use_model(tiny, repo_id)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError) as e:
+        registry.load(tiny)
+    assert "not in the local cache" in str(e.value)
+    assert "HF_HUB_OFFLINE" in str(e.value)
+    assert "python -m shared.cli pull tiny" in str(e.value)
+    assert not registry.is_cached(tiny)
+
+
+def test_hub_down_falls_back_to_cache(tmp_path, repo_id, tiny, use_model, hub):
+    hubio.push(make_model(tmp_path / "m", 6.0), repo_id)
+    use_model(tiny, repo_id)
+    registry.fetch(tiny)
+    registry.unload(tiny)
+    hub.hub.down = True
+    try:
+        assert registry.load(tiny)["w"].eq(6.0).all()
+        use_model(tiny, repo_id + "-never-pulled")
+        with pytest.raises(ModelError, match="could not be reached"):
+            registry.load(tiny)
+    finally:
+        hub.hub.down = False
+
+
+def test_missing_repo_and_revision_are_clear(tmp_path, repo_id, tiny, use_model):
+    use_model(tiny, "tests/does-not-exist")
+    with pytest.raises(ModelError, match="was not found on the Hub"):
+        registry.load(tiny)
+    hubio.push(make_model(tmp_path / "m", 1.0), repo_id)
+    use_model(tiny, f"{repo_id}@v9")
+    with pytest.raises(ModelError, match="revision 'v9' does not exist"):
+        registry.load(tiny)
+
+
+def test_corrupt_or_missing_weights_are_clear(tmp_path, repo_id, tiny, use_model):
+    folder = make_model(tmp_path / "m", 1.0)
+    (folder / "model.safetensors").write_bytes(b"\x10\x00\x00\x00not a safetensors file")
+    hubio.push(folder, repo_id)
+    use_model(tiny, repo_id)
+    with pytest.raises(ModelError, match="missing or corrupt") as e:
+        registry.load(tiny)
+    assert "pull tiny --force" in str(e.value)
+    (folder / "model.safetensors").unlink()
+    use_model(tiny, str(folder))  # a local folder without weights
+    with pytest.raises(ModelError, match="missing or corrupt"):
+        registry.load(tiny)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ModelError, match="Unknown model 'nope'.*pets-classifier"):
+        registry.load("nope")
+
+
+def test_env_override_forms(tmp_path, monkeypatch):
+    var = registry.env_var("pets-classifier")
+    assert var == "DEMO_MODEL_PETS_CLASSIFIER"
+    assert registry.source("pets-classifier") == (registry.MODELS["pets-classifier"].repo, "main")
+    monkeypatch.setenv(var, "me/pets")
+    assert registry.source("pets-classifier") == ("me/pets", "main")
+    monkeypatch.setenv(var, "me/pets@v2")
+    assert registry.source("pets-classifier") == ("me/pets", "v2")
+    monkeypatch.setenv(var, str(tmp_path))
+    assert registry.source("pets-classifier") == (str(tmp_path.resolve()), None)
+
+
+def test_every_model_fetches_safetensors_only():
+    pickles = [
+        "pytorch_model.bin",
+        "unet/diffusion_pytorch_model.bin",
+        "model.ckpt",
+        "v1-5-pruned.ckpt",
+        "model.pt",
+        "text_encoder/pytorch_model.bin",
+    ]
+    for spec in registry.MODELS.values():
+        patterns = spec.files() if callable(spec.files) else spec.files
+        assert any(
+            fnmatch(f, p)
+            for p in patterns
+            for f in ("model.safetensors", "unet/diffusion_pytorch_model.safetensors")
+        ), spec.name
+        assert not [f for f in pickles for p in patterns if fnmatch(f, p)], spec.name
+
+
+def test_model_card_has_hub_metadata(tmp_path):
+    path = hubio.write_card(
+        tmp_path,
+        title="Tiny",
+        summary="A tiny model.",
+        library_name="timm",
+        pipeline_tag="image-classification",
+        task_name="Image classification",
+        dataset_name="Oxford-IIIT Pet",
+        datasets=["timm/oxford-iiit-pet"],
+        base_model="timm/resnet18.a1_in1k",
+        tags=["vision"],
+        metrics={"accuracy": 0.93},
+        training="One epoch frozen, then two unfrozen.",
+        usage='timm.create_model("hf-hub:me/tiny", pretrained=True)',
+    )
+    front, body = hubio.split_front_matter(path.read_text())
+    assert front["library_name"] == "timm" and front["pipeline_tag"] == "image-classification"
+    assert front["base_model"] == "timm/resnet18.a1_in1k" and front["license"] == "apache-2.0"
+    assert "vision" in front["tags"] and front["datasets"] == ["timm/oxford-iiit-pet"]
+    result = front["model-index"][0]["results"][0]
+    assert result["metrics"][0] == {"type": "accuracy", "value": 0.93}
+    assert "How to use" in body and "hf-hub:me/tiny" in body and "0.9300" in body
+
+
+def test_deploy_space_uploads_the_right_tree(hub, repo_id):
+    commit = hubio.deploy("image_classifier", repo_id)
+    files = hub.files(repo_id, commit, type_="space")
+    assert "app.py" in files and "requirements.txt" in files
+    assert "shared/registry.py" in files and "models/__init__.py" in files
+    assert not any("__pycache__" in p or p.startswith(("tests/", "spaces/")) for p in files)
+    root = Path(__file__).resolve().parents[1]
+    assert files["app.py"] == (root / "spaces/image_classifier/app.py").read_bytes()
+    front, _ = hubio.split_front_matter(files["README.md"].decode())
+    import gradio
+
+    assert front["sdk"] == "gradio" and front["sdk_version"] == gradio.__version__
+    assert front["app_file"] == "app.py"
+    assert front["models"] == [registry.source("pets-classifier")[0]]
+    for key in ("title", "emoji", "suggested_hardware", "short_description"):
+        assert front.get(key), key
+
+
+def test_deploy_unknown_space():
+    with pytest.raises(ValueError, match="No Space 'nope'"):
+        hubio.deploy("nope", "tests/x")
