@@ -145,6 +145,10 @@ def browser() -> Iterator[object]:
                 "--disable-sync",
             ],
         )
+        # The first page of a fresh Chromium builds its font cache: do it once, not in a test.
+        warm = browser.new_page()
+        warm.set_content("<h1>warm-up</h1>")
+        warm.close()
         yield browser
         browser.close()
 
@@ -154,6 +158,6 @@ def page(browser) -> Iterator[object]:
     """A fresh Playwright page in headless Debian Chromium."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(90_000)  # 2 shared cores; gradio's first render is slow
     yield page
     context.close()
