@@ -80,18 +80,13 @@ MODELS: dict[str, Model] = {
             name="stable-diffusion",
             task="text-to-image",
             repo="stable-diffusion-v1-5/stable-diffusion-v1-5",
-            revision="main",
-            files=(
-                "model_index.json",
-                "*/config.json",
-                "*/*.txt",
-                "*/*.json",
-                "*/diffusion_pytorch_model.safetensors",
-                "*/model.safetensors",
-            ),
+            revision="451f4fe16113bff5a5d2269ed5ad43b0592e9a14",
+            # what StableDiffusionPipeline reads, in safetensors: the fp16 files on a GPU, the
+            # safety checker unless DEMO_SD_SAFETY_CHECKER=0 (decided at fetch time)
+            files=lambda: importlib.import_module("models.text_to_image").files(),
             loader="models.text_to_image:load",
             space="text_to_image",
-            description="Stable Diffusion 1.5 with diffusers",
+            description="Stable Diffusion 1.5 (diffusers), optional LoRA via DEMO_SD_LORA",
         ),
     ]
 }

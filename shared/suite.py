@@ -55,17 +55,25 @@ def label(name: str) -> str:
 
 def build_suite() -> gr.Blocks:
     """One Blocks app with a tab per Space; a Space that fails to build shows its error instead."""
+    # Build the Spaces first: a gr.Blocks created inside another one renders itself there at
+    # once, and render() would then show every component twice.
+    built: dict[str, gr.Blocks | Exception] = {}
+    for name in find_spaces():
+        try:
+            built[name] = load_space(name).demo
+        except Exception as e:
+            log.exception("Space %s failed to build", name)
+            built[name] = e
     with gr.Blocks(title="Practical Deep Learning — live demos") as suite:
         gr.Markdown(HEADER)
         with gr.Tabs():
-            for name in find_spaces():
+            for name, demo in built.items():
                 with gr.Tab(label(name), id=name):
-                    try:
-                        load_space(name).demo.render()
-                    except Exception as e:
-                        log.exception("Space %s failed to build", name)
+                    if isinstance(demo, Exception):
                         gr.Markdown(
-                            f"### This demo could not be built\n`{type(e).__name__}: {e}`\n\n"
-                            "The other demos still work; the server log has the details."
+                            f"### This demo could not be built\n`{type(demo).__name__}: {demo}`"
+                            "\n\nThe other demos still work; the server log has the details."
                         )
+                    else:
+                        demo.render()
     return suite

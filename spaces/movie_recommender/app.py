@@ -1,0 +1,262 @@
+"""Movie recommender Space: rate a few movies, get explained recommendations, explore the factors.
+
+Collaborative filtering from fast.ai's course (lessons 7-8) on MovieLens 100k. A new visitor is
+folded in from their ratings (a small least-squares solve, no retraining). The model loads from
+the Hub on first use; set DEMO_MODEL_MOVIE_RECOMMENDER to serve your own.
+"""
+
+import sys
+from pathlib import Path
+
+here = Path(__file__).resolve().parent
+# in the repo shared/ is two levels up; in a deployed Space it sits beside app.py
+if not (here / "shared").is_dir():
+    sys.path.insert(0, str(here.parents[1]))
+
+import gradio as gr  # noqa: E402
+
+from shared import registry, ui  # noqa: E402
+
+NAME = "movie-recommender"
+HEADERS = ["Movie", "Stars"]
+STARS = [("★", 1), ("★★", 2), ("★★★", 3), ("★★★★", 4), ("★★★★★", 5)]
+EXAMPLE = [
+    ["Star Wars (1977)", 5],
+    ["Raiders of the Lost Ark (1981)", 5],
+    ["Toy Story (1995)", 4],
+    ["Fargo (1996)", 2],
+    ["English Patient, The (1996)", 1],
+]
+RANK_BY = [("Highest predicted stars", "stars"), ("Most above the average viewer", "taste")]
+
+DESCRIPTION = """Rate a handful of movies and get recommendations, each with the movie you rated
+that it resembles most. No retraining happens: your ratings are **folded in** — with the learned
+movie factors fixed, a small regularised least-squares problem finds the taste vector and bias
+that explain your stars best. This is the collaborative filtering of fast.ai's *Practical Deep
+Learning* (lessons 7–8), a `DotProductBias` model trained on the 100,000 ratings of MovieLens
+100k. Movies with few ratings are left out of recommendations (their factors are guesswork);
+lower the minimum to see them."""
+
+
+def model():
+    return registry.load(NAME)
+
+
+def _table(rows) -> list[list]:
+    """The ratings table's rows without the blank ones the editor leaves."""
+    return [list(r[:2]) for r in rows or [] if any(str(v).strip() for v in r[:2] if v is not None)]
+
+
+@ui.errors
+def fill_titles(filled: bool):
+    """Give a movie dropdown its titles (most rated first) on first use: loads the model."""
+    if filled:
+        return gr.skip(), True
+    return gr.Dropdown(choices=model().search("", limit=10_000)), True
+
+
+@ui.errors
+def add_rating(movie: str | None, stars: int, rows):
+    """Add (or update) one rating in the table; the title may be typed loosely."""
+    if not movie:
+        raise ValueError("Pick a movie first: type part of its title and choose it from the list.")
+    rec = model()
+    title = rec.titles[rec.find(movie)]
+    rows = [r for r in _table(rows) if str(r[0]).strip() and rec.titles[rec.find(r[0])] != title]
+    return rows + [[title, int(stars)]], None
+
+
+@ui.errors
+def recommend(rows, n: float, min_ratings: float, rank_by: str):
+    """Ratings (a table of movie, stars) -> top-n recommendations with explanations."""
+    return model().recommend(_table(rows), int(n), int(min_ratings), rank_by)
+
+
+def recommend_if_rated(rows, n, min_ratings, rank_by):
+    return recommend(rows, n, min_ratings, rank_by) if _table(rows) else None
+
+
+@ui.errors
+def similar_movies(movie: str | None, n: float, min_ratings: float):
+    """A movie -> its nearest neighbours by cosine similarity of the learned factors."""
+    if not movie:
+        raise ValueError("Pick a movie: type part of its title and choose it from the list.")
+    return model().similar(movie, int(n), int(min_ratings))
+
+
+@ui.errors
+def user_recommendations(user: float | None, n: float, min_ratings: float, rank_by: str):
+    """A MovieLens user id -> their favourite movies and their recommendations."""
+    if user is None:
+        raise ValueError("Enter a user id (MovieLens 100k users are numbered 1 to 943).")
+    rec = model()
+    return rec.user_favourites(user, int(n)), rec.recommend_user(
+        user, int(n), int(min_ratings), rank_by
+    )
+
+
+@ui.errors
+def explore(dims: str, n_movies: float, color: str, min_ratings: float):
+    """The PCA of the movie factors (interactive scatter) and the bias rankings."""
+    import plotly.express as px
+
+    rec = model()
+    frame, share = rec.pca(int(n_movies), dims=3)
+    if color == "Bias" and frame["Bias"].isna().all():
+        color = "Mean stars"  # an EmbeddingNN has no biases
+    frame["First genre"] = frame["Genres"].str.split(", ").str[0].replace("", "unknown")
+    axes = {f"PC{k + 1}": f"PC{k + 1} ({s:.0%} of variance)" for k, s in enumerate(share)}
+    common = dict(
+        hover_name="Movie",
+        hover_data={"Ratings": True, "Mean stars": ":.2f", "Genres": True, "Bias": ":.2f"},
+        color="First genre" if color == "Genre" else color,
+        labels=axes,
+        height=620,
+    )
+    if color != "Genre":
+        common["color_continuous_scale"] = "RdYlBu_r"
+    if dims == "3-D":
+        fig = px.scatter_3d(frame, x="PC1", y="PC2", z="PC3", **common)
+        fig.update_traces(marker={"size": 3})
+    else:
+        fig = px.scatter(frame, x="PC1", y="PC2", **common)
+        fig.update_traces(marker={"size": 7, "opacity": 0.8})
+    fig.update_layout(margin={"l": 0, "r": 0, "t": 30, "b": 0})
+    ends = []
+    for k in range(2 if dims == "2-D" else 3):
+        order = frame.sort_values(f"PC{k + 1}")["Movie"]
+        ends.append(
+            f"- **PC{k + 1}** runs from *{'; '.join(order[:3])}* to *{'; '.join(order[::-1][:3])}*"
+        )
+    notes = (
+        f"The {len(frame)} most-rated movies, placed by the first principal components of their "
+        "learned factors: movies close together are liked by the same people. Hover for "
+        "titles.\n" + "\n".join(ends)
+    )
+    try:
+        best, worst = rec.bias_ranking(15, int(min_ratings))
+    except ValueError as e:  # an EmbeddingNN has no biases
+        gr.Warning(str(e))
+        best = worst = None
+    return fig, notes, best, worst
+
+
+with gr.Blocks(title="Movie recommender") as demo:
+    gr.Markdown("## 🎬 Movie recommender")
+    gr.Markdown(DESCRIPTION)
+    gr.Markdown(ui.model_info(NAME))
+    with gr.Tabs():
+        with gr.Tab("Rate some movies", id="rate"):
+            filled = gr.State(False)
+            with gr.Row(equal_height=True):
+                movie = gr.Dropdown(
+                    label="Movie",
+                    info="Type part of a title to search",
+                    allow_custom_value=True,
+                    scale=3,
+                    elem_id="rec-movie",
+                )
+                stars = gr.Radio(STARS, value=4, label="Your stars", scale=2, elem_id="rec-stars")
+                add = gr.Button("Add rating", variant="secondary", scale=1, elem_id="rec-add")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2):
+                    ratings = gr.Dataframe(
+                        headers=HEADERS,
+                        datatype=["str", "number"],
+                        type="array",
+                        interactive=True,
+                        label="Your ratings (edit the stars, or clear and start again)",
+                        elem_id="rec-ratings",
+                    )
+                    with gr.Row():
+                        go = gr.Button("Recommend", variant="primary", elem_id="rec-go")
+                        example = gr.Button("Try an example")
+                        clear = gr.Button("Clear")
+                    with gr.Accordion("Options", open=False):
+                        top_n = gr.Slider(1, 50, value=10, step=1, label="How many")
+                        min_ratings = gr.Slider(
+                            1, 200, value=20, step=1,
+                            label="Only movies with at least this many ratings",
+                        )  # fmt: skip
+                        rank_by = gr.Radio(RANK_BY, value="stars", label="Rank by")
+                with gr.Column(scale=3):
+                    recs = gr.Dataframe(
+                        label="Recommended for you",
+                        interactive=False,
+                        wrap=True,
+                        elem_id="rec-results",
+                    )
+
+        with gr.Tab("Similar movies", id="similar"):
+            filled_similar = gr.State(False)
+            with gr.Row():
+                similar_movie = gr.Dropdown(
+                    label="Movie", info="Type part of a title to search", allow_custom_value=True
+                )
+                similar_n = gr.Slider(1, 50, value=10, step=1, label="How many")
+                similar_min = gr.Slider(1, 200, value=20, step=1, label="Minimum ratings")
+            similar_go = gr.Button("Find similar movies", variant="primary")
+            similar = gr.Dataframe(label="Nearest neighbours (cosine similarity of the factors)")
+
+        with gr.Tab("Explore", id="explore") as explore_tab:
+            with gr.Row():
+                dims = gr.Radio(["2-D", "3-D"], value="2-D", label="PCA")
+                n_movies = gr.Slider(50, 1682, value=500, step=50, label="Most-rated movies")
+                color = gr.Radio(["Bias", "Mean stars", "Genre"], value="Bias", label="Colour")
+                bias_min = gr.Slider(1, 200, value=20, step=1, label="Minimum ratings (tables)")
+            plot = gr.Plot(label="Movie factors, PCA")
+            notes = gr.Markdown()
+            gr.Markdown(
+                "**Biases** say how much a movie is liked *beyond* what its factors predict from "
+                "each viewer's taste: the top ones are liked even by people who do not usually "
+                "like that kind of movie."
+            )
+            with gr.Row():
+                liked = gr.Dataframe(label="Liked most beyond taste (highest bias)")
+                disliked = gr.Dataframe(label="Liked least beyond taste (lowest bias)")
+
+        with gr.Tab("Existing user", id="user"):
+            with gr.Row():
+                user = gr.Number(label="MovieLens user id (1-943)", value=1, precision=0)
+                user_n = gr.Slider(1, 50, value=10, step=1, label="How many")
+                user_min = gr.Slider(1, 200, value=20, step=1, label="Minimum ratings")
+                user_rank = gr.Radio(RANK_BY, value="stars", label="Rank by")
+            user_go = gr.Button("Show", variant="primary")
+            with gr.Row(equal_height=False):
+                favourites = gr.Dataframe(label="Their highest-rated movies", wrap=True)
+                user_recs = gr.Dataframe(label="Recommended for them", wrap=True)
+
+    private = {"api_visibility": "private"}
+    options = [top_n, min_ratings, rank_by]
+    # The titles arrive when a dropdown is first used, never at page load (it loads the model).
+    movie.focus(fill_titles, filled, [movie, filled], **private)
+    similar_movie.focus(fill_titles, filled_similar, [similar_movie, filled_similar], **private)
+
+    go.click(recommend, [ratings, *options], recs, api_name="recommend")
+    add.click(add_rating, [movie, stars, ratings], [ratings, movie], **private).success(
+        recommend_if_rated, [ratings, *options], recs, **private
+    )
+    example.click(lambda: EXAMPLE, None, ratings, **private).then(
+        recommend, [ratings, *options], recs, **private
+    )
+    clear.click(lambda: ([], None), None, [ratings, recs], **private)
+
+    similar_inputs = [similar_movie, similar_n, similar_min]
+    similar_go.click(similar_movies, similar_inputs, similar, api_name="similar_movies")
+    similar_movie.select(similar_movies, similar_inputs, similar, **private)
+
+    explore_inputs = [dims, n_movies, color, bias_min]
+    explore_outputs = [plot, notes, liked, disliked]
+    gr.on(
+        [explore_tab.select, dims.change, color.change, n_movies.release, bias_min.release],
+        explore, explore_inputs, explore_outputs, **private,
+    )  # fmt: skip
+
+    user_inputs = [user, user_n, user_min, user_rank]
+    gr.on(
+        [user_go.click, user.submit], user_recommendations, user_inputs, [favourites, user_recs],
+        api_name="user_recommendations",
+    )  # fmt: skip
+
+if __name__ == "__main__":
+    demo.queue().launch()

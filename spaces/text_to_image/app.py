@@ -1,0 +1,455 @@
+"""Text-to-image Space: Stable Diffusion, and what classifier-free guidance does (lesson 9).
+
+Generate images with live previews and a Stop button, or compare one prompt and seed at several
+guidance scales, computed in one batched denoising loop. Every PNG carries its settings; drop
+one back in to restore them. The pipeline loads from the Hub on first use; set
+DEMO_MODEL_STABLE_DIFFUSION to serve another SD 1.x/2.x repo, DEMO_SD_LORA to add a LoRA.
+"""
+
+import sys
+from pathlib import Path
+
+here = Path(__file__).resolve().parent
+# in the repo shared/ is two levels up; in a deployed Space it sits beside app.py
+if not (here / "shared").is_dir():
+    sys.path.insert(0, str(here.parents[1]))
+
+import os  # noqa: E402
+import platform  # noqa: E402
+import queue  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import uuid  # noqa: E402
+
+import gradio as gr  # noqa: E402
+
+from shared import device, registry, ui  # noqa: E402
+
+NAME = "stable-diffusion"
+# UI bounds: the model module (models/text_to_image.py) enforces the same ones; a test keeps
+# them equal. They live here too because this file must not import torch at start-up.
+SCHEDULERS = ["DPM++ 2M Karras", "Euler ancestral", "Euler", "DDIM", "PNDM", "LMS"]
+MAX_GUIDANCE = 20
+MAX_STEPS = 100
+MAX_IMAGES = 4
+MIN_SIDE, MAX_SIDE = 64, 1024
+GRID_SCALES = "1, 3, 7.5, 14"
+PREVIEW_SECONDS = 0.5  # at most two previews a second: each one travels to the browser
+
+
+def likely_gpu() -> bool:
+    """Whether a GPU will serve this app, guessed without importing torch (startup rule)."""
+    if name := os.environ.get("DEMO_DEVICE"):
+        return not name.startswith("cpu")
+    zero_gpu = os.environ.get("SPACES_ZERO_GPU", "").lower() in {"1", "t", "true"}
+    apple = sys.platform == "darwin" and platform.machine() == "arm64"
+    return zero_gpu or apple or Path("/proc/driver/nvidia/version").exists()
+
+
+GPU = likely_gpu()
+DEFAULT_STEPS = 25 if GPU else 12  # a CPU takes seconds per step at 512x512
+
+EXAMPLES = [
+    ["a watercolour painting of a fox in a snowy forest, soft morning light", "blurry, text"],
+    ["an astronaut riding a horse on the moon, photograph, 35mm", "cartoon, drawing"],
+    ["a cosy reading nook with a big window, rain outside, studio ghibli style", ""],
+    ["macro photo of a dew-covered spider web at sunrise, bokeh", "low quality"],
+    ["a bowl of ramen, isometric 3d render, pastel colours", ""],
+]
+
+DESCRIPTION = """Type a prompt and Stable Diffusion paints it, step by step: the preview shows the
+latents after every few denoising steps (a cheap linear decoding), and **Stop** ends a run
+between two steps. **Guidance scale** is classifier-free guidance: at each step the UNet
+predicts the noise twice, with and without your prompt, and the difference is amplified,
+`eps = eps_uncond + g × (eps_text − eps_uncond)`. A guidance scale **≤ 1 turns guidance off**:
+one prediction per step instead of two, half the work, but the image follows the prompt less.
+The **Guidance grid** tab shows one prompt and seed at several scales side by side. Every PNG
+carries its settings: drop one on *Restore settings* to make it again."""
+
+GRID_HELP = """All scales share the prompt encoding, the starting noise and **one UNet call per
+step on the whole batch**: the rows are the unconditional predictions of the guided samples plus
+the prompt-conditioned predictions of all samples. A scale of 1 (or less) needs no unconditional
+row: it is the plain text-conditioned prediction. Low scales look natural but loose; high ones
+follow the prompt hard and get oversaturated (*guidance rescale* tones that down)."""
+
+_stops: dict[str, threading.Event] = {}  # session -> the stop switch of its current run
+_rate: list[float] = []  # seconds per UNet sample-step per pixel, measured by the last run
+_out = Path(tempfile.mkdtemp(prefix="text-to-image-"))  # our PNGs, with their settings
+
+
+def _gpu_seconds(kind: str, settings: dict, scales: str, key: str) -> int:
+    """ZeroGPU time to reserve for a run: generous for the steps and the batch."""
+    batch = settings["images"] if kind == "generate" else len(scales.split(","))
+    return int(min(300, 20 + 0.15 * settings["steps"] * batch))
+
+
+@device.gpu(duration=_gpu_seconds)
+def _run(kind: str, settings: dict, scales: str, key: str):
+    """One run on the accelerator, as a stream of ("preview", Preview) events ending with
+    ("done", Result) or ("stopped", Stopped). The run happens in a worker thread, so previews
+    reach the browser while it denoises; closing the stream (Stop, a lost client) stops it.
+    Arguments and events are plain picklable data: on ZeroGPU this runs in a worker process
+    (where the Stop button's switch cannot reach; closing the stream still stops the run)."""
+    from models.text_to_image import Settings, Stopped
+
+    model = registry.load(NAME)
+    stop = _stops.get(key) or threading.Event()
+    events: queue.Queue = queue.Queue()
+    options = {
+        "preview": lambda p: events.put(("preview", p)),
+        "stop": stop,
+        "preview_seconds": PREVIEW_SECONDS,
+    }
+
+    def work() -> None:
+        try:
+            s = Settings(**settings)
+            if kind == "grid":
+                events.put(("done", model.guidance_grid(s, scales, **options)))
+            else:
+                events.put(("done", model.generate(s, **options)))
+        except Stopped as e:
+            events.put(("stopped", e))
+        except BaseException as e:  # handed to the handler, which shows it
+            events.put(("error", e))
+
+    threading.Thread(target=work, daemon=True, name=f"text-to-image-{kind}").start()
+    try:
+        while True:
+            event = events.get()
+            if event[0] == "error":
+                raise event[1]
+            yield event
+            if event[0] != "preview":
+                return
+    finally:
+        stop.set()  # no-op after a finished run; otherwise ends it at its next step
+
+
+def _stream(kind: str, settings: dict, scales: str, request: gr.Request | None):
+    registry.load(NAME)  # first use: fetch and load here (outside the GPU worker on ZeroGPU)
+    stop = threading.Event()
+    key = request.session_hash if request and request.session_hash else uuid.uuid4().hex
+    _stops[key] = stop
+    try:
+        yield from _run(kind, settings, scales, key)
+    finally:
+        if _stops.get(key) is stop:
+            del _stops[key]
+
+
+def _settings(
+    prompt, negative, guidance, rescale, steps, scheduler, width, height, images, seed, randomize
+) -> dict:
+    if not randomize and seed is None:
+        raise ValueError("Enter a seed, or tick 'Random seed'.")
+    return {
+        "prompt": prompt or "",
+        "negative_prompt": negative or "",
+        "guidance": guidance,
+        "guidance_rescale": rescale,
+        "steps": steps,
+        "scheduler": scheduler,
+        "width": width,
+        "height": height,
+        "images": images,
+        "seed": None if randomize else seed,
+    }
+
+
+def _save(images: list) -> list[str]:
+    """PNG files with their settings as text chunks (gradio serves these files as they are)."""
+    from models.text_to_image import save_png
+
+    folder = Path(tempfile.mkdtemp(dir=_out))
+    return [str(save_png(image, folder / f"image-{i + 1}.png")) for i, image in enumerate(images)]
+
+
+def _status(result, what: str) -> str:
+    s = result.settings
+    _rate[:] = [result.rate]
+    seeds = f"seed **{s.seed}**" + (f" (image *i* used {s.seed} + *i* − 1)" if s.images > 1 else "")
+    lines = [
+        f"{what} in {result.seconds:.1f} s on {registry.load(NAME).device.type} · {seeds} · "
+        f"{s.steps} steps · {s.scheduler} · {s.width}×{s.height}"
+    ]
+    lines += [f"- ⚠️ {note}" for note in result.notices]
+    return "\n".join(lines)
+
+
+def _progress(p) -> str:
+    left = p.seconds / p.step * (p.steps - p.step)
+    return f"Step {p.step} of {p.steps} · {p.seconds:.1f} s so far · about {left:.0f} s left"
+
+
+@ui.errors
+def generate(
+    prompt,
+    negative,
+    guidance,
+    rescale,
+    steps,
+    scheduler,
+    width,
+    height,
+    images,
+    seed,
+    randomize,
+    request: gr.Request = None,
+):
+    """Prompt and settings -> (live preview, PNG files with their settings, status, seed used).
+    Guidance ≤ 1 turns classifier-free guidance off (one UNet pass per step instead of two)."""
+    settings = _settings(
+        prompt,
+        negative,
+        guidance,
+        rescale,
+        steps,
+        scheduler,
+        width,
+        height,
+        images,
+        seed,
+        randomize,
+    )
+    yield None, gr.skip(), "Loading the model (first use) and starting…", gr.skip()
+    for kind, item in _stream("generate", settings, "", request):
+        if kind == "preview":
+            yield item.image, gr.skip(), _progress(item), gr.skip()
+        elif kind == "stopped":
+            yield gr.skip(), gr.skip(), f"⏹ {item}", gr.skip()
+        else:
+            done = "Image" if item.settings.images == 1 else f"{item.settings.images} images"
+            yield None, _save(item.images), _status(item, done), item.settings.seed
+
+
+@ui.errors
+def guidance_grid(
+    prompt,
+    negative,
+    scales,
+    rescale,
+    steps,
+    scheduler,
+    width,
+    height,
+    seed,
+    randomize,
+    request: gr.Request = None,
+):
+    """One prompt and seed at several guidance scales ("1, 3, 7.5, 14"), one batched denoising
+    loop -> (live preview, the labelled grid PNG, status, seed used)."""
+    settings = _settings(
+        prompt, negative, 7.5, rescale, steps, scheduler, width, height, 1, seed, randomize
+    )
+    yield None, gr.skip(), "Loading the model (first use) and starting…", gr.skip()
+    for kind, item in _stream("grid", settings, scales or GRID_SCALES, request):
+        if kind == "preview":
+            yield item.image, gr.skip(), _progress(item), gr.skip()
+        elif kind == "stopped":
+            yield gr.skip(), gr.skip(), f"⏹ {item}", gr.skip()
+        else:
+            scales = ", ".join(f"{g:g}" for g in item.scales)
+            yield None, _save([item.grid])[0], _status(item, f"Grid ({scales})"), item.settings.seed
+
+
+def stop(request: gr.Request = None) -> str:
+    """Stop this session's run between two steps (the button also cancels the event)."""
+    event = _stops.get(request.session_hash) if request else None
+    if event is None:
+        return "Nothing is running."
+    event.set()
+    return "⏹ Stopped."
+
+
+@ui.errors
+def restore(file):
+    """A PNG made here -> its settings back in the controls."""
+    if not file:
+        return [gr.skip()] * 12
+    from models.text_to_image import read_settings
+
+    meta = read_settings(file if isinstance(file, str) else file.name)
+    note = "Settings restored from the PNG (random seed off, so it makes the same image)."
+    repo, revision = registry.source(NAME)
+    if meta.get("model") and meta["model"] != repo:
+        note += f" It was made with {meta['model']}; this demo serves {repo}, so it may differ."
+    elif meta.get("revision") and revision and meta["revision"] != revision:
+        note += f" It was made with revision {meta['revision']} of the model."
+    scales = meta.get("guidance_scales")
+    value = {
+        key: meta.get(key, gr.skip())
+        for key in (
+            "prompt",
+            "negative_prompt",
+            "guidance",
+            "guidance_rescale",
+            "steps",
+            "scheduler",
+            "width",
+            "height",
+            "seed",
+        )
+    }
+    return (
+        *value.values(),
+        False,
+        ", ".join(f"{g:g}" for g in scales) if scales else gr.skip(),
+        note,
+    )
+
+
+def estimate(steps, width, height, images, guidance) -> str:
+    """An honest time estimate, from the speed this machine measured on its last run."""
+    rows = (images or 1) * (2 if (guidance or 0) > 1 else 1)
+    work = "one UNet pass per step" if rows == (images or 1) else "two UNet passes per step"
+    if not _rate:
+        first = "minutes per 512×512 image on this CPU" if not GPU else "seconds on a GPU"
+        return (
+            f"⏱ Expect {first}; the first run also downloads and loads the model. "
+            f"Guidance {'on' if rows > (images or 1) else 'off'}: {work}."
+        )
+    seconds = _rate[0] * rows * (steps or 1) * (width or 512) * (height or 512)
+    return f"⏱ About {seconds:.0f} s for these settings on this machine ({work})."
+
+
+with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
+    gr.Markdown("## 🎨 Text to image: Stable Diffusion and classifier-free guidance")
+    gr.Markdown(DESCRIPTION)
+    gr.Markdown(ui.model_info(NAME))
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            prompt = gr.Textbox(
+                label="Prompt",
+                lines=2,
+                elem_id="sd-prompt",
+                placeholder="Empty: an unconditional image",
+            )
+            negative = gr.Textbox(label="Negative prompt (what to steer away from)", lines=1)
+            guidance = gr.Slider(
+                0,
+                MAX_GUIDANCE,
+                value=7.5,
+                step=0.5,
+                label="Guidance scale",
+                info="≤ 1 turns guidance off: one UNet pass per step, not two (half the work)",
+            )
+            with gr.Row():
+                steps = gr.Slider(
+                    1, MAX_STEPS, value=DEFAULT_STEPS, step=1, label="Steps", elem_id="sd-steps"
+                )
+                scheduler = gr.Dropdown(SCHEDULERS, value=SCHEDULERS[0], label="Scheduler")
+            with gr.Row():
+                width = gr.Slider(
+                    MIN_SIDE, MAX_SIDE, value=512, step=8, label="Width", elem_id="sd-width"
+                )
+                height = gr.Slider(
+                    MIN_SIDE, MAX_SIDE, value=512, step=8, label="Height", elem_id="sd-height"
+                )
+            with gr.Row():
+                seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=2**32 - 1)
+                randomize = gr.Checkbox(label="Random seed", value=True)
+            with gr.Accordion("More settings", open=False):
+                images = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Number of images")
+                rescale = gr.Slider(
+                    0,
+                    1,
+                    value=0,
+                    step=0.05,
+                    label="Guidance rescale",
+                    info="Tones down the over-saturation of high guidance (0 = off)",
+                )
+            eta = gr.Markdown(estimate(DEFAULT_STEPS, 512, 512, 1, 7.5))
+            restore_file = gr.File(
+                label="Restore settings: drop a PNG made here", file_types=[".png"], height=100
+            )
+            gr.Examples(EXAMPLES, [prompt, negative], label="Example prompts")
+        with gr.Column(scale=3), gr.Tabs():
+            with gr.Tab("Generate"):
+                with gr.Row():
+                    run = gr.Button("Generate", variant="primary", elem_id="sd-generate")
+                    halt = gr.Button("Stop", variant="stop", elem_id="sd-stop")
+                status = gr.Markdown(elem_id="sd-status")
+                preview = gr.Image(
+                    label="Live preview (cheap decoding)",
+                    interactive=False,
+                    height=320,
+                    format="jpeg",
+                )
+                gallery = gr.Gallery(
+                    label="Images (PNG with settings)",
+                    columns=2,
+                    height=512,
+                    format="png",
+                    elem_id="sd-gallery",
+                )
+            with gr.Tab("Guidance grid"):
+                gr.Markdown(GRID_HELP)
+                with gr.Row():
+                    scales = gr.Textbox(GRID_SCALES, label="Guidance scales (up to 6)", scale=3)
+                    run_grid = gr.Button("Compare", variant="primary", scale=1)
+                    halt_grid = gr.Button("Stop", variant="stop", scale=1)
+                grid_status = gr.Markdown()
+                grid_preview = gr.Image(
+                    label="Live preview", interactive=False, height=200, format="jpeg"
+                )
+                grid = gr.Image(
+                    label="Same prompt, same seed, several guidance scales",
+                    type="filepath",
+                    interactive=False,
+                    format="png",
+                )
+
+    common = [rescale, steps, scheduler, width, height]
+    # preprocess=False: the model checks every value itself, with messages naming the field
+    busy = {"concurrency_limit": 1, "concurrency_id": "text-to-image-gpu", "preprocess": False}
+    generating = run.click(
+        generate,
+        [prompt, negative, guidance, *common, images, seed, randomize],
+        [preview, gallery, status, seed],
+        api_name="generate",
+        show_progress="minimal",
+        **busy,
+    )
+    comparing = run_grid.click(
+        guidance_grid,
+        [prompt, negative, scales, *common, seed, randomize],
+        [grid_preview, grid, grid_status, seed],
+        api_name="guidance_grid",
+        show_progress="minimal",
+        **busy,
+    )
+    halt.click(stop, None, status, cancels=[generating], api_visibility="private", queue=False)
+    halt_grid.click(
+        stop, None, grid_status, cancels=[comparing], api_visibility="private", queue=False
+    )
+    restore_file.upload(
+        restore,
+        restore_file,
+        [
+            prompt,
+            negative,
+            guidance,
+            rescale,
+            steps,
+            scheduler,
+            width,
+            height,
+            seed,
+            randomize,
+            scales,
+            status,
+        ],
+        api_visibility="private",
+    )
+    gr.on(
+        [steps.change, width.change, height.change, images.change, guidance.change],
+        estimate,
+        [steps, width, height, images, guidance],
+        eta,
+        queue=False,
+        api_visibility="private",
+    )
+
+if __name__ == "__main__":
+    demo.queue().launch()

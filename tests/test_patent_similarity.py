@@ -1,0 +1,536 @@
+"""Patent phrase similarity: data, split, baseline, fine-tuning, Hub round trip, Space, bad input.
+
+A tokenizer is trained here on phrases this file writes, and the model is a tiny DeBERTa-v2 with
+random weights, fine-tuned for one short epoch: seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models import patent_similarity as ps
+
+NAME = "patent-similarity"
+WORDS = (
+    "rotating shaft valve spring gear coil sensor battery cell lens mirror pump motor blade "
+    "wheel axle bearing clamp hinge filter nozzle magnet cable socket switch lever piston "
+    "chamber membrane coating adhesive layer fiber sheet panel frame bracket housing cover"
+).split()
+ADJ = "upper lower inner outer flexible rigid thin thick main auxiliary".split()
+# Our own short titles for the codes the synthetic data uses (format of the CPC table).
+TITLES = {
+    "A": "HUMAN NECESSITIES",
+    "A47": "FURNITURE; DOMESTIC ARTICLES OR APPLIANCES",
+    "A47C": "CHAIRS; SOFAS; BEDS",
+    "B32": "LAYERED PRODUCTS",
+    "F16": "ENGINEERING ELEMENTS AND UNITS",
+    "H04": "ELECTRIC COMMUNICATION TECHNIQUE",
+}
+CONTEXTS = ["A47", "B32", "F16", "H04"]
+
+
+def synthetic_pairs(n_anchors: int = 48, seed: int = 0) -> pd.DataFrame:
+    """Pairs whose score follows from word overlap, so even a tiny model can learn something."""
+    rng = random.Random(seed)
+    rows = []
+    anchors = list(dict.fromkeys(f"{rng.choice(ADJ)} {rng.choice(WORDS)}" for _ in range(400)))
+    for anchor in anchors[:n_anchors]:
+        adj, noun = anchor.split()
+        context = rng.choice(CONTEXTS)
+        other = rng.choice([w for w in WORDS if w != noun])
+        for target, score in [
+            (anchor, 1.0),
+            (f"{anchor}s", 1.0),
+            (f"{noun} {rng.choice(WORDS)}", 0.5),
+            (f"{rng.choice(ADJ)} {noun}", 0.5),
+            (f"{adj} {other}", 0.25),
+            (f"{rng.choice(ADJ)} {other}", 0.0),
+            (" ".join(rng.sample(WORDS, 2)), 0.0),
+            (f"{other} {rng.choice(WORDS)}", 0.0),
+        ]:
+            rows.append((anchor, target, context, score))
+    df = pd.DataFrame(rows, columns=["anchor", "target", "context", "score"])
+    df.insert(0, "id", [f"{i:08x}" for i in range(len(df))])
+    return df
+
+
+def tiny_base(folder: Path, texts: list[str]) -> Path:
+    """A local base "checkpoint": a tokenizer trained on `texts` and a tiny DeBERTa-v2 config."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import DebertaV2Config, PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=special))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=128,
+    )
+    config = DebertaV2Config(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        relative_attention=True,
+        position_buckets=32,
+        pos_att_type=["p2c", "c2p"],
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        position_biased_input=False,
+        type_vocab_size=0,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on shared cores idle-spinning threads make
+    them many times slower; restored after this module."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """train.csv, cpc_titles.csv and a base folder (config + tokenizer, no weights)."""
+    root = tmp_path_factory.mktemp("patent")
+    df = synthetic_pairs()
+    df.to_csv(root / "train.csv", index=False)
+    pd.DataFrame(
+        {"code": list(TITLES), "level": ["section", "class", "subclass", "class", "class", "class"],
+         "title": list(TITLES.values())}
+    ).to_csv(root / "cpc_titles.csv", index=False)
+    texts = [
+        ps.TEMPLATE.format(context=c, target=t, anchor=a)
+        for a, t, c in zip(df.anchor, df.target, df.context, strict=True)
+    ] + [t.lower() for t in TITLES.values()]
+    base = tiny_base(root / "base", texts)
+    return {"root": root, "data": root / "train.csv", "cpc": root / "cpc_titles.csv", "base": base}
+
+
+@pytest.fixture(scope="module")
+def trained(files) -> dict:
+    """One short epoch of fine-tuning through the real Trainer, written in Hub layout."""
+    out = files["root"] / "model"
+    metrics, log = ps.train(
+        files["data"], files["cpc"], out, base=str(files["base"]), epochs=1, lr=3e-3,
+        batch_size=8, use_cpc_titles=True, seed=0,
+    )
+    return {"out": out, "metrics": metrics, "log": log}
+
+
+@pytest.fixture(scope="module")
+def predictor(trained) -> ps.Predictor:
+    return ps.load(trained["out"])
+
+
+# --- data, split, metric, baseline -----------------------------------------------------------
+
+
+def test_pearson_matches_numpy():
+    rng = np.random.default_rng(1)
+    x = rng.random(500)
+    y = 0.3 * x + rng.random(500)
+    assert ps.pearson(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
+    assert ps.pearson(x, -x) == pytest.approx(-1.0)
+    assert np.isnan(ps.pearson(x, np.ones_like(x)))
+    running = ps.RunningPearson()  # the streaming version, fed in uneven chunks
+    for lo, hi in [(0, 7), (7, 7), (7, 300), (300, 301), (301, 500)]:
+        running.add(x[lo:hi], y[lo:hi])
+    assert running.value == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
+
+
+def test_split_keeps_anchors_on_one_side():
+    df = synthetic_pairs(n_anchors=48)
+    tr, va = ps.split_by_anchor(df.anchor.tolist(), 0.25, seed=3)
+    assert len(tr) + len(va) == len(df) and not set(tr) & set(va)
+    assert not set(df.anchor[tr]) & set(df.anchor[va])
+    assert 0.05 < df.anchor[va].nunique() / df.anchor.nunique() < 0.5
+    # Seeded and independent of row order and subset: evaluate finds what train held out.
+    again = ps.split_by_anchor(df.anchor.tolist(), 0.25, seed=3)[1]
+    assert np.array_equal(va, again)
+    shuffled = df.sample(frac=0.5, random_state=1).reset_index(drop=True)
+    sub_va = ps.split_by_anchor(shuffled.anchor.tolist(), 0.25, seed=3)[1]
+    assert set(shuffled.anchor[sub_va]) == set(df.anchor[va]) & set(shuffled.anchor)
+    other = ps.split_by_anchor(df.anchor.tolist(), 0.25, seed=4)[1]
+    assert set(df.anchor[other]) != set(df.anchor[va])
+    with pytest.raises(ValueError, match="too few"):
+        ps.split_by_anchor(["only one"] * 5)
+
+
+def test_baseline_sees_overlap():
+    df = synthetic_pairs()
+    tr, va = ps.split_by_anchor(df.anchor.tolist(), 0.25, seed=0)
+    r = ps.baseline_pearson(df.iloc[tr], df.iloc[va])
+    assert 0.2 < r <= 1  # word overlap drives the synthetic scores
+
+
+def test_meaning_grid():
+    assert ps.meaning(0.97) == (1.0, "very close match")
+    assert ps.meaning(0.7) == (0.75, "close synonym")
+    assert ps.meaning(0.5) == (0.5, "synonym with different breadth")
+    assert ps.meaning(0.2) == (0.25, "somewhat related")
+    assert ps.meaning(0.05) == (0.0, "unrelated")
+
+
+def test_read_pairs_rejects_bad_files(tmp_path):
+    (tmp_path / "a.csv").write_text("anchor,target\nx,y\n")
+    with pytest.raises(ValueError, match="context, score"):
+        ps.read_pairs(tmp_path / "a.csv")
+    (tmp_path / "b.csv").write_text("anchor,target,context,score\nx,y,A47,2\n")
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        ps.read_pairs(tmp_path / "b.csv")
+
+
+# --- fine-tuning ----------------------------------------------------------------------------
+
+
+def test_training_lowers_the_loss_and_writes_a_hub_folder(trained):
+    losses = [h["loss"] for h in trained["log"] if "loss" in h]
+    assert len(losses) >= 6
+    third = len(losses) // 3
+    assert np.mean(losses[-third:]) < 0.8 * np.mean(losses[:third])
+    m, out = trained["metrics"], trained["out"]
+    assert not np.isnan(m["pearson"]) and -1 <= m["pearson"] <= 1
+    assert m["baseline_pearson"] > 0
+    assert m["train_rows"] + m["valid_rows"] == len(synthetic_pairs())
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "cpc_titles.json"} <= names
+    assert {"metrics.json", "README.md", "training.png"} <= names
+    assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
+    assert json.loads((out / "metrics.json").read_text()) == m
+    card = (out / "README.md").read_text()
+    assert "model-index" in card and "pearson" in card.lower()
+    assert "grouped by anchor" in card and f"{m['pearson']:.4f}" in card
+    config = json.loads((out / "config.json").read_text())
+    assert config["use_cpc_titles"] is True and config["num_labels"] == 1 if "num_labels" in config else True
+    assert config["split"] == {"by": "anchor", "valid_frac": 0.25, "seed": 0}
+
+
+def test_cli_trains_and_evaluates(files, tmp_path, capsys):
+    from shared import cli
+
+    out = tmp_path / "cli-model"
+    rc = cli.main([
+        "train", NAME, "--data", str(files["data"]), "--cpc", str(files["cpc"]),
+        "--base", str(files["base"]), "--epochs", "1", "--batch-size", "32", "--lr", "1e-3",
+        "--max-rows", "300", "--out", str(out),
+    ])
+    assert rc == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_rows"] + metrics["valid_rows"] == 300
+    capsys.readouterr()
+    rc = cli.main(["evaluate", NAME, "--data", str(files["data"]), "--model", str(out),
+                   "--max-rows", "300"])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    result = json.loads(printed[printed.index("{"):])
+    # The same held-out anchors as in training: the same rows, the same Pearson.
+    assert result["rows"] == metrics["valid_rows"]
+    assert result["pearson"] == pytest.approx(metrics["pearson"], abs=2e-3)
+    assert result["baseline_pearson"] == pytest.approx(metrics["baseline_pearson"], abs=1e-4)
+    rc = cli.main(["train", NAME, "--data", str(tmp_path / "nope.csv"), "--cpc", str(files["cpc"])])
+    assert rc == 1 and "not found" in capsys.readouterr().err
+
+
+# --- Hub round trip and the registry ---------------------------------------------------------
+
+
+def test_push_then_from_pretrained_gives_identical_scores(trained, predictor, repo_id, use_model):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from shared import hub, registry
+
+    hub.push(trained["out"], repo_id)
+    model = AutoModelForSequenceClassification.from_pretrained(repo_id).eval()
+    tokenizer = AutoTokenizer.from_pretrained(repo_id)
+    pairs = [("upper valve", "upper valves", "F16"), ("thin coil", "spring blade", "A47"),
+             ("main lens", "mirror", "H04")]
+    texts = [predictor.text(*p)[0] for p in pairs]
+    with torch.no_grad():
+        direct = [model(**tokenizer(t, return_tensors="pt")).logits.item() for t in texts]
+    use_model(NAME, repo_id)
+    loaded = registry.load(NAME)
+    assert isinstance(loaded, ps.Predictor) and loaded.use_titles
+    np.testing.assert_allclose(loaded.score_texts(texts), np.clip(direct, 0, 1), atol=1e-5)
+    np.testing.assert_allclose(loaded.score_texts(texts), predictor.score_texts(texts), atol=1e-6)
+
+
+def test_loader_names_missing_files(trained, tmp_path):
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        (tmp_path / name).unlink(missing_ok=True)
+    with pytest.raises(ps.ModelError, match="model.safetensors"):
+        ps.load(tmp_path)
+
+
+# --- the predictor ---------------------------------------------------------------------------
+
+
+def test_score_rank_and_batches_agree(predictor):
+    one = predictor.score("upper valve", "upper valves", "F16")
+    assert 0 <= one.score <= 1 and one.meaning == ps.GRID[one.grid] and not one.notices
+    targets = ["upper valves", "spring blade", "", "upper valves", "thin mirror"]
+    ranked = predictor.rank("upper valve", "\n".join(targets), "F16 — ENGINEERING ELEMENTS")
+    assert [r.target for r in sorted(ranked, key=lambda r: r.target)] == sorted(
+        {"upper valves", "spring blade", "thin mirror"}
+    )
+    assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
+    assert next(r.score for r in ranked if r.target == "upper valves") == pytest.approx(one.score, abs=1e-5)
+    # Batched, length-sorted scoring equals scoring one at a time.
+    texts = [predictor.text(f"main {w}", f"{w} {v}", "B32")[0] for w in ps_words() for v in ("x", "rigid cable")]
+    batched = predictor.score_texts(texts, batch_size=5)
+    single = np.array([predictor.score_texts([t])[0] for t in texts])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+def ps_words() -> list[str]:
+    return WORDS[:12]
+
+
+def test_context_codes(predictor):
+    assert ("A47 — FURNITURE; DOMESTIC ARTICLES OR APPLIANCES", "A47") in predictor.choices()
+    assert all(code != "A" for _, code in predictor.choices())  # sections are too broad
+    sub = predictor.score("upper valve", "upper valves", "A47C")
+    assert sub.context == "A47" and "class A47" in sub.notices[0]
+    unknown = predictor.score("upper valve", "upper valves", "z99")
+    assert unknown.context == "Z99" and "Unknown CPC code 'Z99'" in unknown.notices[0]
+    text, _, _ = predictor.text("a", "b", "H04")
+    assert text == "TEXT1: electric communication technique; TEXT2: b; ANC1: a"
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "anchor, target, context, message",
+    [
+        ("", "valve", "F16", "anchor is empty"),
+        ("valve", " \n\t ", "F16", "target is empty"),
+        ("valve", "pump", "  ", "Choose a CPC context"),
+    ],
+)
+def test_empty_input_is_refused(predictor, anchor, target, context, message):
+    with pytest.raises(ValueError, match=message):
+        predictor.score(anchor, target, context)
+    with pytest.raises(ValueError, match=message if target.strip() else "at least one target"):
+        predictor.rank(anchor, [target], context)
+
+
+def test_long_phrase_is_truncated_with_a_notice(predictor):
+    long = "valve " * 2000 + "end"  # 12,003 characters
+    r = predictor.score("upper valve", long, "F16")
+    assert 0 <= r.score <= 1 and "12,003 characters" in r.notices[0]
+    assert len(r.target) <= 200
+    assert r.score == pytest.approx(predictor.score("upper valve", long[:200], "F16").score, abs=1e-6)
+
+
+def test_too_many_targets(predictor):
+    with pytest.raises(ValueError, match="too many"):
+        predictor.rank("valve", [f"t{i}" for i in range(ps.MAX_TARGETS + 1)], "F16")
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def test_csv_scoring_with_empty_rows_and_notes(predictor, tmp_path):
+    src = write(tmp_path / "in.csv", (
+        "id,anchor,target,context,score\n"
+        "1,upper valve,upper valves,F16,1\n"
+        "2,,pump,F16,0\n"
+        "\n"
+        "3,thin coil,spring blade,Z99,0.25\n"
+        "4,main lens,   ,H04,0\n"
+        f"5,main lens,{'lens ' * 100},H04,0.5\n"
+        "6,rigid frame,flexible frame,B32,0.5\n"
+    ))
+    calls = []
+    report = predictor.score_csv(src, tmp_path / "out.csv", progress=lambda d, t: calls.append((d, t)))
+    out = pd.read_csv(report.path, keep_default_na=False)
+    assert list(out.columns) == ["id", "anchor", "target", "context", "score", "prediction", "meaning", "note"]
+    assert list(out.id) == [1, 2, 3, 4, 5, 6]  # blank lines dropped, every row kept in order
+    assert report.rows == 6 and report.scored == 4 and report.n_skipped == 2
+    assert out.prediction[1] == "" and "anchor is empty" in out.note[1]
+    assert "target is empty" in out.note[3]
+    assert "Unknown CPC code" in out.note[2] and report.unknown_codes == {"Z99": 1}
+    assert report.truncated == 1 and "characters" in out.note[4]
+    assert out.meaning[0] in ps.GRID.values()
+    scored = out[out.prediction != ""]
+    texts = [predictor.text(a, t, c)[0] for a, t, c in scored[["anchor", "target", "context"]].values]
+    np.testing.assert_allclose(scored.prediction.astype(float), predictor.score_texts(texts), atol=1e-4)
+    expected = ps.pearson(scored.score.astype(float), predictor.score_texts(texts))
+    assert report.pearson == pytest.approx(expected, abs=1e-6) and report.labelled == 4
+    assert calls[0][0] == 0 and calls[-1][0] == 6
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("anchor,target\nvalve,pump\n", "lacks the column\\(s\\) context"),
+        ("id;phrase\n1;x\n", "lacks the column\\(s\\) anchor, target, context"),
+        ("anchor,target,context\n", "no rows"),
+        ("anchor,target,context\n,,\n ,x,\n", "None of the 2 rows"),
+        ("", "empty"),
+        ("anchor,target,context\nvalve,pump,F16\n".encode() + "caf\xe9,pump,F16\n".encode("latin-1"),
+         "not UTF-8 text: line 3"),
+        (b"PK\x03\x04\x00\x00binary", "binary"),
+    ],
+    ids=["missing-context", "no-columns", "header-only", "all-empty", "empty-file", "latin-1", "binary"],
+)
+def test_bad_csv_gives_clear_messages(predictor, tmp_path, content, message):
+    with pytest.raises(ValueError, match=message):
+        predictor.score_csv(write(tmp_path / "bad.csv", content), tmp_path / "out.csv")
+
+
+def test_semicolon_and_bom_csv(predictor, tmp_path):
+    src = write(tmp_path / "semi.csv", "\ufeffAnchor;Target;Context\nupper valve;upper valves;F16\n")
+    report = predictor.score_csv(src, tmp_path / "out.csv")
+    assert report.scored == 1 and report.pearson is None
+
+
+def test_100k_rows_stream_in_bounded_memory(predictor, tmp_path):
+    df = synthetic_pairs(n_anchors=48)
+    big = df.sample(n=100_000, replace=True, random_state=0)
+    src = tmp_path / "big.csv"
+    big.to_csv(src, index=False)
+    sizes, calls = [], []
+    score_texts = predictor.score_texts
+
+    def spy(texts, batch_size=None):
+        sizes.append(len(texts))
+        return score_texts(texts, batch_size)
+
+    predictor.score_texts = spy
+    try:
+        tracemalloc.start()
+        report = predictor.score_csv(src, tmp_path / "big-out.csv", progress=lambda d, t: calls.append(d))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        del predictor.score_texts
+    assert report.rows == report.scored == 100_000
+    assert max(sizes) <= ps.CHUNK_ROWS and len(sizes) >= 100_000 // ps.CHUNK_ROWS
+    assert len(calls) > 20 and calls[-1] == 100_000 and calls == sorted(calls)
+    assert peak < 40 * 2**20, f"peak Python memory {peak / 2**20:.0f} MiB"
+    assert len(report.sample) <= 2 * ps.SAMPLE and 0 < report.labelled == 100_000
+    with open(tmp_path / "big-out.csv") as f:
+        assert sum(1 for _ in f) == 100_001
+
+
+# --- the Space, through gradio_client ------------------------------------------------------
+
+
+@pytest.fixture
+def space_url(trained, repo_id, use_model, load_space, launch) -> str:
+    from shared import hub
+
+    hub.push(trained["out"], repo_id)
+    use_model(NAME, repo_id)
+    return launch(load_space("patent_similarity").demo)
+
+
+def test_space_api_endpoints(space_url, predictor, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(space_url, verbose=False)
+    score, label, notes = client.predict("upper valve", "upper valves", "F16", api_name="/score")
+    assert score == pytest.approx(predictor.score("upper valve", "upper valves", "F16").score, abs=1e-3)
+    assert label["label"].split(" · ")[1] in ps.GRID.values()
+    table, _ = client.predict("upper valve", "upper valves\nspring blade\nthin mirror", "F16",
+                              api_name="/rank")
+    assert [row[1] for row in table["data"]][0] in {"upper valves", "spring blade", "thin mirror"}
+    assert [row[2] for row in table["data"]] == sorted((row[2] for row in table["data"]), reverse=True)
+    src = write(tmp_path / "pairs.csv", "anchor,target,context,score\nupper valve,upper valves,F16,1\n"
+                "thin coil,spring blade,A47,0\nmain lens,main lenses,H04,1\n")
+    path, summary, _ = client.predict(handle_file(str(src)), api_name="/score_csv")
+    out = pd.read_csv(path)
+    assert len(out) == 3 and out.prediction.between(0, 1).all()
+    assert "Pearson" in summary
+    with pytest.raises(Exception, match="anchor is empty"):
+        client.predict("  ", "pump", "F16", api_name="/score")
+    bad = write(tmp_path / "latin.csv", "anchor,target,context\ncaf\xe9,x,F16\n".encode("latin-1"))
+    with pytest.raises(Exception, match="not UTF-8"):
+        client.predict(handle_file(str(bad)), api_name="/score_csv")
+    # The server keeps serving after errors.
+    assert client.predict("upper valve", "upper valves", "F16", api_name="/score")[0] == pytest.approx(score)
+
+
+def test_space_shows_missing_model_clearly(use_model, load_space, launch):
+    from gradio_client import Client
+
+    use_model(NAME, "tests/no-such-model")
+    client = Client(launch(load_space("patent_similarity").demo), verbose=False)
+    with pytest.raises(Exception, match="not found"):
+        client.predict("valve", "pump", "F16", api_name="/score")
+
+
+# --- the real data -------------------------------------------------------------------------
+
+
+@pytest.mark.data
+def test_real_data_split_and_baseline(data_dir):
+    folder = data_dir("usppm")
+    df = ps.read_pairs(folder / "train.csv")
+    titles = ps.read_cpc(folder / "cpc_titles.csv")
+    assert len(df) > 30_000 and set(df.context) <= set(titles)
+    tr, va = ps.split_by_anchor(df.anchor.tolist(), 0.25, seed=42)
+    assert not set(df.anchor[tr]) & set(df.anchor[va])
+    assert 0.2 < df.anchor[va].nunique() / df.anchor.nunique() < 0.3
+    r = ps.baseline_pearson(df.iloc[tr], df.iloc[va])
+    print(f"baseline Pearson on held-out anchors: {r:.4f}")
+    assert r > 0.1
+
+
+# --- the browser --------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_score_a_pair_in_the_suite(trained, repo_id, use_model, suite_url, page):
+    from shared import hub
+
+    hub.push(trained["out"], repo_id)
+    use_model(NAME, repo_id)
+    page.goto(suite_url)
+    page.get_by_role("tab", name="Patent Phrase Similarity").click()
+    panel = page.locator("#patent-score")
+    panel.get_by_label("Anchor phrase").fill("upper valve")
+    panel.get_by_label("Target phrase").fill("upper valves")
+    context = panel.get_by_label("CPC context")
+    context.click()  # the first focus fills the list from the model's CPC table
+    page.get_by_role("option", name="F16 — ENGINEERING ELEMENTS AND UNITS").click()
+    panel.get_by_role("button", name="Score").click()
+    expected = ps.load(trained["out"]).score("upper valve", "upper valves", "F16")
+    page.get_by_text(f"{expected.grid:.2f} · {expected.meaning}").first.wait_for()
