@@ -456,7 +456,8 @@ class Setup:
 
 
 def prepare(cfg: TrainConfig, *, progress: bool = True) -> Setup:
-    """Find, verify and split the data; create the model with a head for its classes."""
+    """Find, verify and split the data; create the model with a head for its classes.
+    progress: show progress and the data summary (one process of several stays quiet)."""
     items = find_items(
         cfg.data,
         labels=cfg.labels,
@@ -468,7 +469,7 @@ def prepare(cfg: TrainConfig, *, progress: bool = True) -> Setup:
     if not items.paths:
         raise ValueError(f"No labelled images found in {cfg.data}. " + describe_skips(items))
     items = verify_images(items, progress=progress)
-    if skips := describe_skips(items):
+    if (skips := describe_skips(items)) and progress:
         tqdm.write(skips)
     counts = Counter(items.labels)
     if len(counts) < 2:
@@ -485,10 +486,11 @@ def prepare(cfg: TrainConfig, *, progress: bool = True) -> Setup:
     if missing:
         raise ValueError(f"No training images for class(es): {', '.join(missing)}.")
     classes = sorted(counts)
-    tqdm.write(
-        f"{len(items.paths)} images, {len(classes)} classes, "
-        f"{len(train_idx)} for training, {len(valid_idx)} for validation"
-    )
+    if progress:
+        tqdm.write(
+            f"{len(items.paths)} images, {len(classes)} classes, "
+            f"{len(train_idx)} for training, {len(valid_idx)} for validation"
+        )
     model = create_model(cfg.arch, len(classes), pretrained=cfg.pretrained)
     data_config = resolve_data_config({"input_size": (3, cfg.size, cfg.size)}, model=model)
     return Setup(items, train_idx, valid_idx, classes, model, data_config)
@@ -501,7 +503,7 @@ def create_model(arch: str, num_classes: int, *, pretrained: bool) -> nn.Module:
         raise ValueError(f"Unknown timm architecture '{arch}' (see timm.list_models()).")
     try:
         return timm.create_model(arch, pretrained=pretrained, num_classes=num_classes)
-    except (OSError, RuntimeError) as e:
+    except Exception as e:  # no network, no cache, a broken download: say what to do
         if not pretrained:
             raise
         raise ModelError(
@@ -589,6 +591,7 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> d
         ("unfrozen", cfg.epochs, cfg.lr / 2, 0.25),
     ]
     done, total = len(history), cfg.freeze_epochs + cfg.epochs
+    start = done  # the first epoch this run trains (after a resume, not the first one)
     first = 0  # global index of the phase's first epoch
     for phase, n_epochs, lr, pct_start in phases:
         if n_epochs == 0 or done >= first + n_epochs:
@@ -628,7 +631,8 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> d
                     loss = loss_fn(model(x), y)
                     accelerator.backward(loss)
                     opt.step()
-                    if accelerator.sync_gradients and not opt.step_was_skipped:
+                    at_end = sched.last_epoch >= sched.total_steps - 1  # stay at the minimum
+                    if accelerator.sync_gradients and not opt.step_was_skipped and not at_end:
                         sched.step()
                     opt.zero_grad(set_to_none=True)
                 losses.append(loss.item())
@@ -648,7 +652,7 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> d
             if main:
                 ckpt.write(raw, opt.optimizer, sched, cfg, s.classes, history, phase)
             accelerator.wait_for_everyone()
-            accelerator.print(_epoch_line(record, first_line=epoch == 0))
+            accelerator.print(_epoch_line(record, first_line=epoch == start))
             if callback:
                 callback({k: v for k, v in record.items() if k != "step_losses"})
         done = first = first + n_epochs
@@ -1121,7 +1125,7 @@ def _write_card(cfg: TrainConfig, s: Setup, metrics: dict) -> None:
     )
     per_class = "\n".join(f"| {c} | {a:.3f} |" for c, a in metrics["per_class_accuracy"].items())
     frozen = (
-        f"{cfg.freeze_epochs} epoch(s) with the pretrained body frozen (head and norm layers "
+        f"{cfg.freeze_epochs} epoch(s) with the body frozen (head and norm layers "
         f"training, one-cycle at lr {cfg.lr:g}), then "
         if cfg.freeze_epochs
         else ""
@@ -1172,8 +1176,9 @@ print(labels[probs.argmax()], probs.max().item())
         cfg.out,
         title=f"{dataset} classifier ({cfg.arch})",
         summary=(
-            f"An image classifier for {len(s.classes)} classes of `{dataset}`, fine-tuned from "
-            f"`{cfg.arch}`. Validation accuracy {metrics['accuracy']:.1%}."
+            f"An image classifier for {len(s.classes)} classes of `{dataset}`, "
+            + (f"fine-tuned from `{base}`" if base else f"a `{cfg.arch}` trained from scratch")
+            + f". Validation accuracy {metrics['accuracy']:.1%}."
         ),
         base_model=base,
         datasets=[cfg.dataset_id] if cfg.dataset_id else (),
@@ -1266,15 +1271,18 @@ class Classifier:
         if not images:
             return []
         images = [self.open(im) for im in images]
-        x = torch.stack([self.transform(im) for im in images])
-        heat = None
-        if cam:
-            probs, heat = self._gradcam(x)
-        else:
-            probs = self.probabilities(x)
+        probs, heat = None, None
         if tta:
             views = torch.cat([self.tta(im) for im in images])  # (B*10, C, H, W)
-            probs = self.probabilities(views).view(len(images), -1, probs.shape[1]).mean(1)
+            probs = torch.cat([self.probabilities(v) for v in views.split(64)])
+            probs = probs.view(len(images), 10, -1).mean(1)
+        if cam or not tta:  # the plain view (also the centre one of the ten TTA views)
+            x = torch.stack([self.transform(im) for im in images])
+            if cam:
+                plain, heat = self._gradcam(x, None if probs is None else probs.argmax(1))
+            else:
+                plain = self.probabilities(x)
+            probs = plain if probs is None else probs
         k = min(k, len(self.labels))
         top_p, top_i = probs.topk(k, dim=1)
         out = []
@@ -1296,9 +1304,12 @@ class Classifier:
         enabled = self.device.type == "cuda" and self.dtype != torch.float32
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=enabled)
 
-    def _gradcam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Grad-CAM on the last feature stage (fastbook's CAM chapter): the gradient of the top
-        class's logit, averaged per channel, weighs that stage's activations."""
+    def _gradcam(
+        self, x: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Grad-CAM on the last feature stage (fastbook's CAM chapter): the gradient of the target
+        class's logit (default: the top one), averaged per channel, weighs that stage's
+        activations. Returns the probabilities and one map per image, scaled to [0, 1]."""
         x = x.to(self.device).requires_grad_(True)  # weights stay frozen: no weight gradients
         with torch.enable_grad(), self._autocast():
             feats = self.model.forward_features(x)
@@ -1314,7 +1325,7 @@ class Classifier:
                 raise ValueError("Grad-CAM is not available for this architecture.")
             feats_grid.retain_grad()
             logits = self.model.forward_head(feats)
-            top = logits.argmax(1)
+            top = logits.argmax(1) if targets is None else targets.to(logits.device)
             logits.gather(1, top[:, None]).sum().backward()  # samples are independent: one pass
         grads, acts = feats_grid.grad.float(), feats_grid.detach().float()
         cams = F.relu((grads.mean((2, 3), keepdim=True) * acts).sum(1))
@@ -1336,7 +1347,9 @@ class Classifier:
         from matplotlib import colormaps
 
         view = image.crop(tuple(round(v) for v in self.crop_box(*image.size)))
-        view.thumbnail((448, 448))
+        scale = 448 / max(view.size)  # big enough to see, small enough to send
+        if scale < 1 or max(view.size) < 224:
+            view = view.resize((round(view.width * scale) or 1, round(view.height * scale) or 1))
         heat = F.interpolate(
             cam[None, None], size=view.size[::-1], mode="bilinear", align_corners=False
         )[0, 0]
@@ -1528,7 +1541,8 @@ def evaluate_cli(args: argparse.Namespace) -> dict:
         raise ValueError(f"The data has labels the model does not know: {', '.join(unknown[:10])}.")
     lookup = {c: i for i, c in enumerate(clf.labels)}
     paths = [items.paths[i] for i in idx]
-    probs = predict_items(clf.model, clf.transform, paths, bs=args.bs, workers=args.workers or 0)
+    workers = min(8, os.cpu_count() or 1) if args.workers is None else args.workers
+    probs = predict_items(clf.model, clf.transform, paths, bs=args.bs, workers=workers)
     report = evaluate_predictions(
         probs, [lookup[items.labels[i]] for i in idx], clf.labels, paths, args.out
     )

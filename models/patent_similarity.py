@@ -341,7 +341,7 @@ def train(
     tokenizer.save_pretrained(out)
     (out / TITLES).write_text(json.dumps(titles, indent=1, ensure_ascii=False))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    _plot(log, va.score.to_numpy(), preds, out / "training.png")
+    _plot(log, va.score.to_numpy(), preds, base_r, out / "training.png")
     _card(
         out,
         metrics,
@@ -359,33 +359,39 @@ def train(
     return metrics, log
 
 
-def _plot(log: list[dict], truth: np.ndarray, preds: np.ndarray, path: Path) -> None:
-    """Loss curves and per-epoch Pearson; predictions against the truth on validation."""
+def _plot(
+    log: list[dict], truth: np.ndarray, preds: np.ndarray, baseline: float, path: Path
+) -> None:
+    """Loss curves, Pearson per epoch against the baseline, predictions against the truth."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4))
     steps = [(h["step"], h["loss"]) for h in log if "loss" in h]
-    evals = [(h["step"], h["eval_loss"], h["eval_pearson"]) for h in log if "eval_pearson" in h]
+    evals = {
+        h["epoch"]: (h["step"], h["eval_loss"], h["eval_pearson"])
+        for h in log
+        if "eval_pearson" in h
+    }
     if steps:
-        ax1.plot(*zip(*steps, strict=True), label="training loss")
+        ax1.plot(*zip(*steps, strict=True), label="training")
     if evals:
-        s, loss, r = zip(*evals, strict=True)
-        ax1.plot(s, loss, "o-", label="validation loss")
-        twin = ax1.twinx()
-        twin.plot(s, r, "s--", color="tab:green", label="validation Pearson")
-        twin.set_ylabel("Pearson")
-        twin.legend(loc="upper center")
-    ax1.set(xlabel="step", ylabel="MSE loss", title="Training")
-    ax1.legend(loc="upper right")
+        s, loss, r = zip(*evals.values(), strict=True)
+        ax1.plot(s, loss, "o-", label="validation")
+        ax2.plot(list(evals), r, "o-", label="model")
+    ax1.set(xlabel="step", ylabel="MSE loss", title="Loss")
+    ax1.legend()
+    ax2.axhline(baseline, color="tab:gray", linestyle="--", label="TF-IDF baseline")
+    ax2.set(xlabel="epoch", ylabel="Pearson", title="Validation Pearson (held-out anchors)")
+    ax2.legend()
     grid = [g for g in sorted(GRID) if np.isclose(truth, g).any()]
-    ax2.boxplot([preds[np.isclose(truth, g)] for g in grid], tick_labels=[str(g) for g in grid])
-    ax2.set(
+    ax3.boxplot([preds[np.isclose(truth, g)] for g in grid], tick_labels=[str(g) for g in grid])
+    ax3.set(
         xlabel="true score",
         ylabel="predicted score",
-        title=f"Validation (held-out anchors), Pearson {pearson(preds, truth):.3f}",
+        title=f"Validation predictions, Pearson {pearson(preds, truth):.3f}",
     )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -399,9 +405,9 @@ def _card(out: Path, metrics: dict, **h) -> None:
     on_hub = not Path(base).exists()
     context = "its CPC title (lower case)" if h["use_cpc_titles"] else "its CPC code"
     training = f"""Fine-tuned from `{base}` as a regressor (`num_labels=1`, MSE loss) with the
-transformers `Trainer`: learning rate {h["lr"]}, batch size {h["batch_size"]}, {h["epochs"]} epochs,
-cosine schedule with {h["warmup"]:.0%} warm-up, weight decay {h["weight_decay"]}, mixed precision
-on GPU.
+transformers `Trainer`: learning rate {h["lr"]}, batch size {h["batch_size"]},
+{h["epochs"]:g} epochs, cosine schedule with {h["warmup"]:.0%} warm-up, weight decay
+{h["weight_decay"]}, mixed precision on GPU.
 
 Each pair becomes one text: `{TEMPLATE}`, where the context is {context}.
 
@@ -531,6 +537,8 @@ class Predictor:
             code = code[:3]
         elif code not in self.titles and code not in self.contexts:
             notices.append(f"Unknown CPC code '{code}': scored with the code alone.")
+        elif self.contexts and code not in self.contexts:
+            notices.append(f"The model saw no {code} pairs in training; this score is a guess.")
         return code, cpc_text(code, self.titles, self.use_titles), notices
 
     def _cut(self, phrase: object) -> str:
@@ -629,16 +637,17 @@ class Predictor:
             header = pd.read_csv(src, sep=sep, nrows=0, encoding="utf-8-sig")
         except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
             raise ValueError(f"This file is not a readable CSV ({_first_line(e)}).") from None
-        columns = [c.strip().lower() for c in header.columns]
-        if missing := [c for c in ("anchor", "target", "context") if c not in columns]:
-            found = ", ".join(columns) or "none"
+        # Column names match in any case and spacing; the output keeps the user's own.
+        col = {str(c).strip().lower(): c for c in header.columns}
+        if missing := [c for c in ("anchor", "target", "context") if c not in col]:
+            found = ", ".join(map(str, header.columns)) or "none"
             raise ValueError(
                 f"The CSV lacks the column(s) {', '.join(missing)}. It needs a header "
                 f"row with anchor, target, context (score optional); found: {found}."
             )
-        if len(set(columns)) != len(columns):
+        if len(col) != len(header.columns):
             raise ValueError("The CSV has two columns with the same name; rename one.")
-        labelled = "score" in columns
+        labelled = "score" in col
         reader = pd.read_csv(
             src,
             sep=sep,
@@ -656,9 +665,10 @@ class Predictor:
             progress(0, total)
         try:
             for chunk in reader:
-                chunk.columns = columns
                 texts, keep, notes = [], [], []
-                triples = zip(chunk.anchor, chunk.target, chunk.context, strict=True)
+                triples = zip(
+                    *(chunk[col[k]] for k in ("anchor", "target", "context")), strict=True
+                )
                 for i, (a, t, c) in enumerate(triples):
                     try:
                         text, code, notices = self.text(a, t, c)
@@ -682,7 +692,7 @@ class Predictor:
                 chunk["meaning"] = [GRID[meaning(p)[0]] if p == p else "" for p in preds]
                 chunk["note"] = notes
                 if labelled:
-                    truth = pd.to_numeric(chunk["score"], errors="coerce").to_numpy()
+                    truth = pd.to_numeric(chunk[col["score"]], errors="coerce").to_numpy()
                     ok = ~np.isnan(truth) & ~np.isnan(preds)
                     corr.add(truth[ok], preds[ok])
                     labelled_rows += int(ok.sum())

@@ -352,10 +352,14 @@ class TextToImage:
 
     def _truncation(self, text: str, what: str) -> list[str]:
         tok = self.pipe.tokenizer
-        ids = tok(text, truncation=False, verbose=False).input_ids  # with start and end tokens
+        # with start and end tokens; offsets locate the cut in the text as typed
+        enc = tok(text, truncation=False, verbose=False, return_offsets_mapping=True)
+        ids = enc.input_ids
         if len(ids) <= tok.model_max_length:
             return []
-        cut = tok.decode(ids[tok.model_max_length - 1 : -1]).strip()
+        cut = text[enc.offset_mapping[tok.model_max_length - 1][0] :].strip()
+        if len(cut) > 200:
+            cut = cut[:199] + "…"
         return [
             f"{what} is {len(ids) - 2} tokens long; the text encoder reads "
             f"{tok.model_max_length - 2}, so this end was cut: “{cut}”"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -76,6 +77,8 @@ def run_family(command: str, argv: list[str]) -> None:
         parser.add_argument("--push-to-hub", metavar="REPO", help="push the trained model there")
     args = parser.parse_args(argv[1:])
     metrics = getattr(module, f"{name}_cli")(args)
+    if os.environ.get("RANK", "0") != "0":  # under `accelerate launch` only rank 0 reports
+        return
     print(json.dumps(metrics, indent=2, default=str))
     if command == "train" and args.push_to_hub:
         from shared import hub

@@ -74,7 +74,7 @@ MODELS: dict[str, Model] = {
             files=("*.json", "model.safetensors", "README.md"),
             loader="models.recommender:load",
             space="movie_recommender",
-            description="MovieLens 100k collaborative filtering, dot product with biases",
+            description="MovieLens 100k collaborative filtering: dot product with biases + SVD++",
         ),
         Model(
             name="stable-diffusion",

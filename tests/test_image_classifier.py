@@ -1,7 +1,8 @@
 """Image classifier: data, training recipe, resume, export to the Hub, predictor, Space, bad input.
 
 Everything trains tiny timm models from scratch on synthetic images (three background colours
-with random distractor squares), so no pretrained weights and no external data are needed.
+with random distractor squares), so no pretrained weights and no external data are needed;
+the Oxford pets tests use the real sample in $DEMO_DATA when it is there.
 """
 
 from __future__ import annotations
@@ -310,12 +311,38 @@ def test_resume_after_interruption_loses_no_epoch(data, trained, tmp_path):
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
 
 
-def test_lr_find_suggests_learning_rates(data, tmp_path):
-    cfg = ic.TrainConfig(data=data, out=tmp_path, pretrained=False, **RECIPE)
-    result = ic.lr_find(cfg, num_it=40)
+def test_gradient_accumulation_runs_each_one_cycle_schedule_to_its_end(data, tmp_path):
+    used = []  # the head's learning rate of every optimizer update
+    original = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        used.append(self.param_groups[-1]["lr"])
+        return original(self, *args, **kwargs)
+
+    cfg = ic.TrainConfig(data=data, out=tmp_path, pretrained=False, **{**RECIPE, "accum": 4})
+    torch.optim.AdamW.step = step
+    try:
+        ic.train(cfg)
+    finally:
+        torch.optim.AdamW.step = original
+    # 96 images in 6 batches of 16: 2 updates per epoch (after 4 batches, and at the end)
+    assert len(used) == 2 * (RECIPE["freeze_epochs"] + RECIPE["epochs"])
+    lr = RECIPE["lr"] / 2  # the unfrozen phase: 8 updates, warm-up from lr/25, down to lr/25e5
+    assert used[2] == pytest.approx(lr / 25) and max(used[2:]) == pytest.approx(lr)
+    assert used[-1] == pytest.approx(lr / 25 / 1e5)
+
+
+def test_lr_find_cli_suggests_learning_rates_and_plots(data, tmp_path, capsys):
+    from shared.cli import main
+
+    args = ["lr-find", "image-classifier", "--data", str(data), "--no-pretrained", "--out"]
+    args += [str(tmp_path), "--arch", "test_resnet", "--size", "32", "--bs", "16", "--workers", "0"]
+    assert main([*args, "--num-it", "40"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out[out.index("{"):])
     for key in ("valley", "minimum", "steep"):
         assert 1e-7 <= result[key] <= 10, key
-    assert Path(result["plot"]).stat().st_size > 0
+    assert Path(result["plot"]) == tmp_path / "lr_find.png" and Path(result["plot"]).stat().st_size
 
 
 def test_suggest_lr_finds_the_valley():
@@ -364,6 +391,8 @@ def test_predictor_batch_tta_threshold(trained, data):
         assert list(a.top) == list(b.top) and len(a.top) == 2
         assert np.allclose(list(a.top.values()), list(b.top.values()), atol=1e-5)
     assert [p.label for p in batch] == [c for c in COLOURS for _ in (0, 1)]
+    image = clf.open(paths[0])
+    assert torch.equal(clf.tta(image)[4], clf.transform(image))  # TTA's centre view: the plain one
     tta = clf.predict(paths[0], tta=True, k=3)
     assert sum(tta.top.values()) == pytest.approx(1.0, abs=1e-4)
     assert tta.label == "blue" and tta.top["blue"] != pytest.approx(one_by_one[0].top["blue"])
@@ -389,7 +418,9 @@ def test_gradcam_hooks_the_last_feature_stage(trained, data):
     assert torch.allclose(cams[0], ref / ref.max(), atol=1e-5)
 
     overlay = clf.predict(image, cam=True).heatmap
-    assert overlay.mode == "RGB" and overlay.size == (38, 38)  # the 95% centre crop it saw
+    assert overlay.mode == "RGB" and overlay.size == (448, 448)  # the centre crop, enlarged
+    # what the model sees of a 66×33 photo: resized to 33 px high (32 / 0.95), centre 32×32
+    assert clf.crop_box(66, 33) == pytest.approx((17, 0.5, 49, 32.5))
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "convnext_tiny"])
@@ -538,3 +569,7 @@ def test_browser_upload_shows_labels(page, suite_url, use_model, trained, data):
     page.locator("#pets-answer").get_by_text("green").wait_for()
     page.locator("#pets-labels").get_by_text("blue").wait_for()  # the runners-up, with bars
     page.locator("#pets-cam img").wait_for()
+
+    page.get_by_role("button", name="Show example photos from the model repo").click()
+    page.locator("#pets-examples img").first.click()  # 01-blue.jpg, from the model folder
+    page.locator("#pets-answer").get_by_text("blue").wait_for()

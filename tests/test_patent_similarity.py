@@ -6,7 +6,6 @@ random weights, fine-tuned for one short epoch: seconds on a CPU.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import tracemalloc
@@ -19,12 +18,12 @@ import pytest
 from models import patent_similarity as ps
 
 NAME = "patent-similarity"
-WORDS = (
+WORDS = (  # noqa: SIM905 (a word list reads better as text)
     "rotating shaft valve spring gear coil sensor battery cell lens mirror pump motor blade "
     "wheel axle bearing clamp hinge filter nozzle magnet cable socket switch lever piston "
     "chamber membrane coating adhesive layer fiber sheet panel frame bracket housing cover"
 ).split()
-ADJ = "upper lower inner outer flexible rigid thin thick main auxiliary".split()
+ADJ = "upper lower inner outer flexible rigid thin thick main auxiliary".split()  # noqa: SIM905
 # Our own short titles for the codes the synthetic data uses (format of the CPC table).
 TITLES = {
     "A": "HUMAN NECESSITIES",
@@ -71,7 +70,9 @@ def tiny_base(folder: Path, texts: list[str]) -> Path:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=special))
+    tok.train_from_iterator(
+        texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=special)
+    )
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -90,12 +91,12 @@ def tiny_base(folder: Path, texts: list[str]) -> Path:
     config = DebertaV2Config(
         vocab_size=tokenizer.vocab_size,
         hidden_size=32,
-        num_hidden_layers=2,
+        num_hidden_layers=1,
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=128,
         relative_attention=True,
-        position_buckets=32,
+        position_buckets=16,
         pos_att_type=["p2c", "c2p"],
         norm_rel_ebd="layer_norm",
         share_att_key=True,
@@ -128,8 +129,11 @@ def files(tmp_path_factory) -> dict[str, Path]:
     df = synthetic_pairs()
     df.to_csv(root / "train.csv", index=False)
     pd.DataFrame(
-        {"code": list(TITLES), "level": ["section", "class", "subclass", "class", "class", "class"],
-         "title": list(TITLES.values())}
+        {
+            "code": list(TITLES),
+            "level": ["section", "class", "subclass", "class", "class", "class"],
+            "title": list(TITLES.values()),
+        }
     ).to_csv(root / "cpc_titles.csv", index=False)
     texts = [
         ps.TEMPLATE.format(context=c, target=t, anchor=a)
@@ -144,8 +148,15 @@ def trained(files) -> dict:
     """One short epoch of fine-tuning through the real Trainer, written in Hub layout."""
     out = files["root"] / "model"
     metrics, log = ps.train(
-        files["data"], files["cpc"], out, base=str(files["base"]), epochs=1, lr=3e-3,
-        batch_size=8, use_cpc_titles=True, seed=0,
+        files["data"],
+        files["cpc"],
+        out,
+        base=str(files["base"]),
+        epochs=1,
+        lr=3e-3,
+        batch_size=8,
+        use_cpc_titles=True,
+        seed=0,
     )
     return {"out": out, "metrics": metrics, "log": log}
 
@@ -234,34 +245,34 @@ def test_training_lowers_the_loss_and_writes_a_hub_folder(trained):
     assert "model-index" in card and "pearson" in card.lower()
     assert "grouped by anchor" in card and f"{m['pearson']:.4f}" in card
     config = json.loads((out / "config.json").read_text())
-    assert config["use_cpc_titles"] is True and config["num_labels"] == 1 if "num_labels" in config else True
+    assert config["use_cpc_titles"] is True and config["id2label"] == {"0": "similarity"}
     assert config["split"] == {"by": "anchor", "valid_frac": 0.25, "seed": 0}
 
 
-def test_cli_trains_and_evaluates(files, tmp_path, capsys):
+def test_cli_trains_pushes_and_evaluates(files, tmp_path, capsys, repo_id, use_model):
     from shared import cli
 
+    use_model(NAME, str(files["base"]))  # restores the model source and cache afterwards
     out = tmp_path / "cli-model"
-    rc = cli.main([
-        "train", NAME, "--data", str(files["data"]), "--cpc", str(files["cpc"]),
-        "--base", str(files["base"]), "--epochs", "1", "--batch-size", "32", "--lr", "1e-3",
-        "--max-rows", "300", "--out", str(out),
-    ])
-    assert rc == 0, capsys.readouterr().err
+    args = (
+        f"--epochs 1 --batch-size 32 --lr 1e-3 --max-rows 300 --out {out} --push-to-hub {repo_id}"
+    )
+    data = ["--data", str(files["data"]), "--cpc", str(files["cpc"]), "--base", str(files["base"])]
+    assert cli.main(["train", NAME, *data, *args.split()]) == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_rows"] + metrics["valid_rows"] == 300
-    capsys.readouterr()
-    rc = cli.main(["evaluate", NAME, "--data", str(files["data"]), "--model", str(out),
-                   "--max-rows", "300"])
+    assert f'repo = "{repo_id}"' in (out / "README.md").read_text()
+    assert f"pushed {out} to {repo_id}@" in capsys.readouterr().out
+    # Evaluate the pushed model: the same held-out anchors, so the same rows and Pearson.
+    argv = ["evaluate", NAME, "--data", str(files["data"]), "--model", repo_id, "--max-rows", "300"]
+    assert cli.main(argv) == 0
     printed = capsys.readouterr().out
-    assert rc == 0
-    result = json.loads(printed[printed.index("{"):])
-    # The same held-out anchors as in training: the same rows, the same Pearson.
+    result = json.loads(printed[printed.index("{") :])
     assert result["rows"] == metrics["valid_rows"]
     assert result["pearson"] == pytest.approx(metrics["pearson"], abs=2e-3)
     assert result["baseline_pearson"] == pytest.approx(metrics["baseline_pearson"], abs=1e-4)
-    rc = cli.main(["train", NAME, "--data", str(tmp_path / "nope.csv"), "--cpc", str(files["cpc"])])
-    assert rc == 1 and "not found" in capsys.readouterr().err
+    assert cli.main(["train", NAME, "--data", str(tmp_path / "nope.csv"), *data[2:]]) == 1
+    assert "not found" in capsys.readouterr().err
 
 
 # --- Hub round trip and the registry ---------------------------------------------------------
@@ -276,8 +287,11 @@ def test_push_then_from_pretrained_gives_identical_scores(trained, predictor, re
     hub.push(trained["out"], repo_id)
     model = AutoModelForSequenceClassification.from_pretrained(repo_id).eval()
     tokenizer = AutoTokenizer.from_pretrained(repo_id)
-    pairs = [("upper valve", "upper valves", "F16"), ("thin coil", "spring blade", "A47"),
-             ("main lens", "mirror", "H04")]
+    pairs = [
+        ("upper valve", "upper valves", "F16"),
+        ("thin coil", "spring blade", "A47"),
+        ("main lens", "mirror", "H04"),
+    ]
     texts = [predictor.text(*p)[0] for p in pairs]
     with torch.no_grad():
         direct = [model(**tokenizer(t, return_tensors="pt")).logits.item() for t in texts]
@@ -307,16 +321,18 @@ def test_score_rank_and_batches_agree(predictor):
         {"upper valves", "spring blade", "thin mirror"}
     )
     assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
-    assert next(r.score for r in ranked if r.target == "upper valves") == pytest.approx(one.score, abs=1e-5)
+    assert next(r.score for r in ranked if r.target == "upper valves") == pytest.approx(
+        one.score, abs=1e-5
+    )
     # Batched, length-sorted scoring equals scoring one at a time.
-    texts = [predictor.text(f"main {w}", f"{w} {v}", "B32")[0] for w in ps_words() for v in ("x", "rigid cable")]
+    texts = [
+        predictor.text(f"main {w}", f"{w} {v}", "B32")[0]
+        for w in WORDS[:12]
+        for v in ("x", "rigid cable with a long name")
+    ]
     batched = predictor.score_texts(texts, batch_size=5)
     single = np.array([predictor.score_texts([t])[0] for t in texts])
     np.testing.assert_allclose(batched, single, atol=1e-5)
-
-
-def ps_words() -> list[str]:
-    return WORDS[:12]
 
 
 def test_context_codes(predictor):
@@ -353,7 +369,9 @@ def test_long_phrase_is_truncated_with_a_notice(predictor):
     r = predictor.score("upper valve", long, "F16")
     assert 0 <= r.score <= 1 and "12,003 characters" in r.notices[0]
     assert len(r.target) <= 200
-    assert r.score == pytest.approx(predictor.score("upper valve", long[:200], "F16").score, abs=1e-6)
+    assert r.score == pytest.approx(
+        predictor.score("upper valve", long[:200], "F16").score, abs=1e-6
+    )
 
 
 def test_too_many_targets(predictor):
@@ -367,20 +385,34 @@ def write(path: Path, text: str | bytes) -> Path:
 
 
 def test_csv_scoring_with_empty_rows_and_notes(predictor, tmp_path):
-    src = write(tmp_path / "in.csv", (
-        "id,anchor,target,context,score\n"
-        "1,upper valve,upper valves,F16,1\n"
-        "2,,pump,F16,0\n"
-        "\n"
-        "3,thin coil,spring blade,Z99,0.25\n"
-        "4,main lens,   ,H04,0\n"
-        f"5,main lens,{'lens ' * 100},H04,0.5\n"
-        "6,rigid frame,flexible frame,B32,0.5\n"
-    ))
+    src = write(
+        tmp_path / "in.csv",
+        (
+            "id,anchor,target,context,score\n"
+            "1,upper valve,upper valves,F16,1\n"
+            "2,,pump,F16,0\n"
+            "\n"
+            "3,thin coil,spring blade,Z99,0.25\n"
+            "4,main lens,   ,H04,0\n"
+            f"5,main lens,{'lens ' * 100},H04,0.5\n"
+            "6,rigid frame,flexible frame,B32,0.5\n"
+        ),
+    )
     calls = []
-    report = predictor.score_csv(src, tmp_path / "out.csv", progress=lambda d, t: calls.append((d, t)))
+    report = predictor.score_csv(
+        src, tmp_path / "out.csv", progress=lambda d, t: calls.append((d, t))
+    )
     out = pd.read_csv(report.path, keep_default_na=False)
-    assert list(out.columns) == ["id", "anchor", "target", "context", "score", "prediction", "meaning", "note"]
+    assert list(out.columns) == [
+        "id",
+        "anchor",
+        "target",
+        "context",
+        "score",
+        "prediction",
+        "meaning",
+        "note",
+    ]
     assert list(out.id) == [1, 2, 3, 4, 5, 6]  # blank lines dropped, every row kept in order
     assert report.rows == 6 and report.scored == 4 and report.n_skipped == 2
     assert out.prediction[1] == "" and "anchor is empty" in out.note[1]
@@ -389,8 +421,12 @@ def test_csv_scoring_with_empty_rows_and_notes(predictor, tmp_path):
     assert report.truncated == 1 and "characters" in out.note[4]
     assert out.meaning[0] in ps.GRID.values()
     scored = out[out.prediction != ""]
-    texts = [predictor.text(a, t, c)[0] for a, t, c in scored[["anchor", "target", "context"]].values]
-    np.testing.assert_allclose(scored.prediction.astype(float), predictor.score_texts(texts), atol=1e-4)
+    texts = [
+        predictor.text(a, t, c)[0] for a, t, c in scored[["anchor", "target", "context"]].values
+    ]
+    np.testing.assert_allclose(
+        scored.prediction.astype(float), predictor.score_texts(texts), atol=1e-4
+    )
     expected = ps.pearson(scored.score.astype(float), predictor.score_texts(texts))
     assert report.pearson == pytest.approx(expected, abs=1e-6) and report.labelled == 4
     assert calls[0][0] == 0 and calls[-1][0] == 6
@@ -404,11 +440,23 @@ def test_csv_scoring_with_empty_rows_and_notes(predictor, tmp_path):
         ("anchor,target,context\n", "no rows"),
         ("anchor,target,context\n,,\n ,x,\n", "None of the 2 rows"),
         ("", "empty"),
-        ("anchor,target,context\nvalve,pump,F16\n".encode() + "caf\xe9,pump,F16\n".encode("latin-1"),
-         "not UTF-8 text: line 3"),
+        (
+            b"anchor,target,context\nvalve,pump,F16\n" + "caf\xe9,pump,F16\n".encode("latin-1"),
+            "not UTF-8 text: line 3",
+        ),
         (b"PK\x03\x04\x00\x00binary", "binary"),
+        ("anchor,target,context\nvalve,pump,F16\nvalve,pump,F16,x,y\n", "malformed near row"),
     ],
-    ids=["missing-context", "no-columns", "header-only", "all-empty", "empty-file", "latin-1", "binary"],
+    ids=[
+        "missing-context",
+        "no-columns",
+        "header-only",
+        "all-empty",
+        "empty-file",
+        "latin-1",
+        "binary",
+        "ragged",
+    ],
 )
 def test_bad_csv_gives_clear_messages(predictor, tmp_path, content, message):
     with pytest.raises(ValueError, match=message):
@@ -416,9 +464,13 @@ def test_bad_csv_gives_clear_messages(predictor, tmp_path, content, message):
 
 
 def test_semicolon_and_bom_csv(predictor, tmp_path):
-    src = write(tmp_path / "semi.csv", "\ufeffAnchor;Target;Context\nupper valve;upper valves;F16\n")
+    src = write(
+        tmp_path / "semi.csv", "\ufeffAnchor;Target; Context\nupper valve;upper valves;F16\n"
+    )
     report = predictor.score_csv(src, tmp_path / "out.csv")
     assert report.scored == 1 and report.pearson is None
+    out = pd.read_csv(report.path)
+    assert list(out.columns) == ["Anchor", "Target", " Context", "prediction", "meaning", "note"]
 
 
 def test_100k_rows_stream_in_bounded_memory(predictor, tmp_path):
@@ -434,13 +486,17 @@ def test_100k_rows_stream_in_bounded_memory(predictor, tmp_path):
         return score_texts(texts, batch_size)
 
     predictor.score_texts = spy
+    predictor.batch_size = 1024  # a tiny model: fewer, larger batches keep this test short
     try:
         tracemalloc.start()
-        report = predictor.score_csv(src, tmp_path / "big-out.csv", progress=lambda d, t: calls.append(d))
+        report = predictor.score_csv(
+            src, tmp_path / "big-out.csv", progress=lambda d, t: calls.append(d)
+        )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
         del predictor.score_texts
+        predictor.batch_size = 64
     assert report.rows == report.scored == 100_000
     assert max(sizes) <= ps.CHUNK_ROWS and len(sizes) >= 100_000 // ps.CHUNK_ROWS
     assert len(calls) > 20 and calls[-1] == 100_000 and calls == sorted(calls)
@@ -467,14 +523,22 @@ def test_space_api_endpoints(space_url, predictor, tmp_path):
 
     client = Client(space_url, verbose=False)
     score, label, notes = client.predict("upper valve", "upper valves", "F16", api_name="/score")
-    assert score == pytest.approx(predictor.score("upper valve", "upper valves", "F16").score, abs=1e-3)
+    assert score == pytest.approx(
+        predictor.score("upper valve", "upper valves", "F16").score, abs=1e-3
+    )
     assert label["label"].split(" · ")[1] in ps.GRID.values()
-    table, _ = client.predict("upper valve", "upper valves\nspring blade\nthin mirror", "F16",
-                              api_name="/rank")
+    table, _ = client.predict(
+        "upper valve", "upper valves\nspring blade\nthin mirror", "F16", api_name="/rank"
+    )
     assert [row[1] for row in table["data"]][0] in {"upper valves", "spring blade", "thin mirror"}
-    assert [row[2] for row in table["data"]] == sorted((row[2] for row in table["data"]), reverse=True)
-    src = write(tmp_path / "pairs.csv", "anchor,target,context,score\nupper valve,upper valves,F16,1\n"
-                "thin coil,spring blade,A47,0\nmain lens,main lenses,H04,1\n")
+    assert [row[2] for row in table["data"]] == sorted(
+        (row[2] for row in table["data"]), reverse=True
+    )
+    src = write(
+        tmp_path / "pairs.csv",
+        "anchor,target,context,score\nupper valve,upper valves,F16,1\n"
+        "thin coil,spring blade,A47,0\nmain lens,main lenses,H04,1\n",
+    )
     path, summary, _ = client.predict(handle_file(str(src)), api_name="/score_csv")
     out = pd.read_csv(path)
     assert len(out) == 3 and out.prediction.between(0, 1).all()
@@ -485,7 +549,8 @@ def test_space_api_endpoints(space_url, predictor, tmp_path):
     with pytest.raises(Exception, match="not UTF-8"):
         client.predict(handle_file(str(bad)), api_name="/score_csv")
     # The server keeps serving after errors.
-    assert client.predict("upper valve", "upper valves", "F16", api_name="/score")[0] == pytest.approx(score)
+    again = client.predict("upper valve", "upper valves", "F16", api_name="/score")
+    assert again[0] == pytest.approx(score)
 
 
 def test_space_shows_missing_model_clearly(use_model, load_space, launch):

@@ -50,7 +50,7 @@ def test_every_space_is_a_tab_and_spaces_is_not_our_folder():
         """
         import json, spaces, app
         print(json.dumps({"spaces": spaces.__file__, "gpu": hasattr(spaces, "GPU"),
-                          "config": json.dumps(app.demo.config, ensure_ascii=False)}))
+                          "config": json.dumps(app.demo.config, ensure_ascii=False, default=str)}))
         """
     )
     result = json.loads(out)
@@ -77,7 +77,7 @@ def test_a_broken_space_shows_an_error_and_the_others_work(tmp_path, monkeypatch
     (tmp_path / "good" / "README.md").write_text("---\ntitle: Good one\nemoji: ✅\n---\nhi\n")
     monkeypatch.setattr(suite, "SPACES", tmp_path)
     demo = suite.build_suite()
-    config = json.dumps(demo.config, ensure_ascii=False)
+    config = json.dumps(demo.config, ensure_ascii=False, default=str)
     assert "✅ Good one" in config and "Broken" in config
     assert "could not be built" in config and "boom: this Space cannot build" in config
     client = Client(launch(demo), verbose=False)

@@ -20,6 +20,7 @@ from gradio import processing_utils  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 
 from shared import registry, ui  # noqa: E402
+from shared.device import gpu  # noqa: E402
 
 NAME = "pets-classifier"
 TOP_K = 5
@@ -58,6 +59,12 @@ def verdict(top: dict[str, float], threshold: float) -> str:
     return f"### 🤔 Not sure\nMy best guess is {best}, with only {p:.0%} confidence."
 
 
+@gpu(duration=30)  # a ZeroGPU slot when the suite runs on one; a no-op elsewhere
+def infer(model, pictures: list, tta: bool = False, cam: bool = False) -> list:
+    """The model's work alone: loading and reading files stay outside the GPU slot."""
+    return model.predict_batch(pictures, k=TOP_K, tta=tta, cam=cam)
+
+
 @ui.errors
 def predict(image: dict | None, tta: bool, threshold: float, cam: bool):
     """One image -> label confidences, the answer in words, and a Grad-CAM overlay if asked."""
@@ -68,7 +75,7 @@ def predict(image: dict | None, tta: bool, threshold: float, cam: bool):
     picture, note = model.read(path)
     if note:
         gr.Info(note)
-    pred = model.predict(picture, k=TOP_K, tta=tta, cam=cam)
+    [pred] = infer(model, [picture], tta, cam)
     return pred.top, verdict(pred.top, threshold), pred.heatmap
 
 
@@ -99,7 +106,7 @@ def classify(images: list[dict | None]) -> tuple[list]:
             problems.append(str(e))
     if len(images) == 1 and problems[0]:
         raise ValueError(problems[0])
-    preds = iter(model.predict_batch(pictures, k=TOP_K))
+    preds = iter(infer(model, pictures))
     return ([f"Error: {problem}" if problem else next(preds).top for problem in problems],)
 
 
@@ -158,7 +165,7 @@ with gr.Blocks(title="Pet breed classifier") as demo:
     examples_button = gr.Button("Show example photos from the model repo", size="sm")
     gallery = gr.Gallery(
         label="Examples from the model repo (click one)", columns=6, height=170,
-        allow_preview=False, visible=False,
+        allow_preview=False, visible=False, elem_id="pets-examples",
     )
     api_button = gr.Button(visible=False)  # carries the batched API endpoint below
 

@@ -27,15 +27,18 @@ EXAMPLE = [
     ["Fargo (1996)", 2],
     ["English Patient, The (1996)", 1],
 ]
+# Movie, predicted stars, why, vs. average viewer, ratings, genres
+REC_WIDTHS = ["26%", "9%", "33%", "9%", "8%", "15%"]
 RANK_BY = [("Highest predicted stars", "stars"), ("Most above the average viewer", "taste")]
 
 DESCRIPTION = """Rate a handful of movies and get recommendations, each with the movie you rated
 that it resembles most. No retraining happens: your ratings are **folded in** — with the learned
 movie factors fixed, a small regularised least-squares problem finds the taste vector and bias
 that explain your stars best. This is the collaborative filtering of fast.ai's *Practical Deep
-Learning* (lessons 7–8), a `DotProductBias` model trained on the 100,000 ratings of MovieLens
-100k. Movies with few ratings are left out of recommendations (their factors are guesswork);
-lower the minimum to see them."""
+Learning* (lessons 7–8): a `DotProductBias` model (plus SVD++'s implicit term: *which* movies
+you rate says something too) trained on the 100,000 ratings of MovieLens 100k. Movies with few
+ratings are left out of recommendations (their factors are guesswork); lower the minimum to see
+them."""
 
 
 def model():
@@ -184,6 +187,7 @@ with gr.Blocks(title="Movie recommender") as demo:
                         label="Recommended for you",
                         interactive=False,
                         wrap=True,
+                        column_widths=REC_WIDTHS,
                         elem_id="rec-results",
                     )
 
@@ -223,14 +227,19 @@ with gr.Blocks(title="Movie recommender") as demo:
                 user_rank = gr.Radio(RANK_BY, value="stars", label="Rank by")
             user_go = gr.Button("Show", variant="primary")
             with gr.Row(equal_height=False):
-                favourites = gr.Dataframe(label="Their highest-rated movies", wrap=True)
-                user_recs = gr.Dataframe(label="Recommended for them", wrap=True)
+                with gr.Column(scale=2):
+                    favourites = gr.Dataframe(label="Their highest-rated movies", wrap=True)
+                with gr.Column(scale=3):
+                    user_recs = gr.Dataframe(
+                        label="Recommended for them", wrap=True, column_widths=REC_WIDTHS
+                    )
 
     private = {"api_visibility": "private"}
     options = [top_n, min_ratings, rank_by]
     # The titles arrive when a dropdown is first used, never at page load (it loads the model).
-    movie.focus(fill_titles, filled, [movie, filled], **private)
-    similar_movie.focus(fill_titles, filled_similar, [similar_movie, filled_similar], **private)
+    quiet = {**private, "show_progress": "hidden"}  # no spinner over the box being typed in
+    movie.focus(fill_titles, filled, [movie, filled], **quiet)
+    similar_movie.focus(fill_titles, filled_similar, [similar_movie, filled_similar], **quiet)
 
     go.click(recommend, [ratings, *options], recs, api_name="recommend")
     add.click(add_rating, [movie, stars, ratings], [ratings, movie], **private).success(

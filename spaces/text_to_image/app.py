@@ -212,15 +212,12 @@ def generate(
         seed,
         randomize,
     )
-    yield None, gr.skip(), "Loading the model (first use) and starting…", gr.skip()
-    for kind, item in _stream("generate", settings, "", request):
-        if kind == "preview":
-            yield item.image, gr.skip(), _progress(item), gr.skip()
-        elif kind == "stopped":
-            yield gr.skip(), gr.skip(), f"⏹ {item}", gr.skip()
-        else:
-            done = "Image" if item.settings.images == 1 else f"{item.settings.images} images"
-            yield None, _save(item.images), _status(item, done), item.settings.seed
+    yield from _show(_stream("generate", settings, "", request), _images)
+
+
+def _images(result) -> tuple:
+    n = result.settings.images
+    return _save(result.images), _status(result, "Image" if n == 1 else f"{n} images")
 
 
 @ui.errors
@@ -242,15 +239,25 @@ def guidance_grid(
     settings = _settings(
         prompt, negative, 7.5, rescale, steps, scheduler, width, height, 1, seed, randomize
     )
-    yield None, gr.skip(), "Loading the model (first use) and starting…", gr.skip()
-    for kind, item in _stream("grid", settings, scales or GRID_SCALES, request):
+    yield from _show(_stream("grid", settings, scales or GRID_SCALES, request), _grid)
+
+
+def _grid(result) -> tuple:
+    scales = ", ".join(f"{g:g}" for g in result.scales)
+    return _save([result.grid])[0], _status(result, f"Grid ({scales})")
+
+
+def _show(events, finish):
+    """Stream events -> UI updates (preview, result, status, seed): the preview shows only
+    while a run goes on; a stopped run keeps its last preview."""
+    yield gr.Image(None, visible=False), gr.skip(), "Loading the model (first use)…", gr.skip()
+    for kind, item in events:
         if kind == "preview":
-            yield item.image, gr.skip(), _progress(item), gr.skip()
+            yield gr.Image(item.image, visible=True), gr.skip(), _progress(item), gr.skip()
         elif kind == "stopped":
             yield gr.skip(), gr.skip(), f"⏹ {item}", gr.skip()
         else:
-            scales = ", ".join(f"{g:g}" for g in item.scales)
-            yield None, _save([item.grid])[0], _status(item, f"Grid ({scales})"), item.settings.seed
+            yield gr.Image(None, visible=False), *finish(item), item.settings.seed
 
 
 def stop(request: gr.Request = None) -> str:
@@ -363,7 +370,6 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
             restore_file = gr.File(
                 label="Restore settings: drop a PNG made here", file_types=[".png"], height=100
             )
-            gr.Examples(EXAMPLES, [prompt, negative], label="Example prompts")
         with gr.Column(scale=3), gr.Tabs():
             with gr.Tab("Generate"):
                 with gr.Row():
@@ -375,6 +381,7 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
                     interactive=False,
                     height=320,
                     format="jpeg",
+                    visible=False,
                 )
                 gallery = gr.Gallery(
                     label="Images (PNG with settings)",
@@ -391,7 +398,11 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
                     halt_grid = gr.Button("Stop", variant="stop", scale=1)
                 grid_status = gr.Markdown()
                 grid_preview = gr.Image(
-                    label="Live preview", interactive=False, height=200, format="jpeg"
+                    label="Live preview",
+                    interactive=False,
+                    height=200,
+                    format="jpeg",
+                    visible=False,
                 )
                 grid = gr.Image(
                     label="Same prompt, same seed, several guidance scales",
@@ -400,7 +411,10 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
                     format="png",
                 )
 
+    gr.Examples(EXAMPLES, [prompt, negative], label="Example prompts", examples_per_page=5)
+
     common = [rescale, steps, scheduler, width, height]
+    costs = [steps, width, height, images, guidance]
     # preprocess=False: the model checks every value itself, with messages naming the field
     busy = {"concurrency_limit": 1, "concurrency_id": "text-to-image-gpu", "preprocess": False}
     generating = run.click(
@@ -419,6 +433,8 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
         show_progress="minimal",
         **busy,
     )
+    for event in (generating, comparing):  # the measured speed refines the estimate
+        event.then(estimate, costs, eta, queue=False, api_visibility="private")
     halt.click(stop, None, status, cancels=[generating], api_visibility="private", queue=False)
     halt_grid.click(
         stop, None, grid_status, cancels=[comparing], api_visibility="private", queue=False
@@ -445,7 +461,7 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
     gr.on(
         [steps.change, width.change, height.change, images.change, guidance.change],
         estimate,
-        [steps, width, height, images, guidance],
+        costs,
         eta,
         queue=False,
         api_visibility="private",

@@ -1,0 +1,517 @@
+"""Movie recommender: data, training, fold-in, Hub round trip, Space API, bad input, browser.
+
+The core tests train on a synthetic low-rank rating matrix with noise (seconds on a CPU);
+the MovieLens tests read $DEMO_DATA/ml-100k and skip without it.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import json
+import re
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from models import recommender as rc
+from shared import registry
+
+NOISE = 0.3
+RECIPE = rc.Recipe(factors=8, epochs=30, lr=3e-2, wd=1.0, bs=1024, seed=0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Two cores shared by many processes: one torch thread avoids oversubscription."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def synthetic(n_users=300, n_items=200, rank=4, density=0.3, seed=0) -> pd.DataFrame:
+    """Ratings = global mean + biases + a rank-4 product + Gaussian noise (sd NOISE), 1-5."""
+    rng = np.random.default_rng(seed)
+    users, items = rng.normal(0, 0.5, (n_users, rank)), rng.normal(0, 0.5, (n_items, rank))
+    bu, bi = rng.normal(0, 0.3, n_users), rng.normal(0, 0.4, n_items)
+    u, i = np.nonzero(rng.random((n_users, n_items)) < density)
+    r = 3.3 + bu[u] + bi[i] + (users[u] * items[i]).sum(1) + rng.normal(0, NOISE, len(u))
+    return pd.DataFrame(
+        {
+            "user": (u + 1).astype(str),
+            "item": (i + 1).astype(str),
+            "rating": np.clip(r, 1, 5).astype(np.float32),
+            "title": [f"Movie {k + 1} ({1950 + k % 50})" for k in i],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def ratings_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ratings") / "ratings.csv"
+    synthetic().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(ratings_csv, tmp_path_factory) -> dict:
+    data = rc.load_data(ratings_csv, valid_pct=0.2, seed=0)
+    t = rc.train(RECIPE, data, progress=False)
+    out = tmp_path_factory.mktemp("model")
+    rc.save(t, out, RECIPE)
+    rc.write_card(out, RECIPE, t, None)
+    return {"trained": t, "out": out, "data": data}
+
+
+@pytest.fixture(scope="module")
+def rec(trained) -> rc.Recommender:
+    return rc.load(trained["out"])
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def write_movielens(folder: Path) -> Path:
+    """A tiny MovieLens-format folder: u.data (tab), u.item (latin-1, |), u.genre."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [(u, i, 1 + (u * i) % 5, 880000000) for u in range(1, 21) for i in range(1, 11)]
+    (folder / "u.data").write_text("".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows))
+    (folder / "u.genre").write_text("unknown|0\nAction|1\nComedy|2\n\n")
+    titles = ["Café Society (1995)"] + [f"Film {k} (1990)" for k in range(2, 11)]
+    lines = [f"{k}|{t}|01-Jan-1995||http://x|0|{k % 2}|1\n" for k, t in enumerate(titles, 1)]
+    (folder / "u.item").write_bytes("".join(lines).encode("latin-1"))
+    return folder
+
+
+def test_movielens_folder_titles_genres_and_split(tmp_path):
+    write_movielens(tmp_path / "ml-100k")
+    data = rc.load_data(tmp_path, valid_pct=0.25, seed=3)  # the parent folder works too
+    assert len(data.train) == 150 and len(data.valid) == 50
+    assert data.items.loc["1", "title"] == "Café Society (1995)"  # latin-1 decoded
+    assert data.items.loc["1", "genres"] == ["Action", "Comedy"]
+    assert data.items.loc["2", "genres"] == ["Comedy"]
+    again = rc.load_data(tmp_path / "ml-100k", valid_pct=0.25, seed=3)
+    assert again.valid.equals(data.valid)  # seeded
+    other = rc.load_data(tmp_path / "ml-100k", valid_pct=0.25, seed=4)
+    assert not other.valid.equals(data.valid)
+
+
+def test_explicit_train_and_valid_files(tmp_path, ratings_csv):
+    folder = write_movielens(tmp_path / "ml-100k")
+    lines = (folder / "u.data").read_text().splitlines(keepends=True)
+    (tmp_path / "u1.base").write_text("".join(lines[:150]))
+    (tmp_path / "u1.test").write_text("".join(lines[150:]))
+    data = rc.load_data(folder, train=tmp_path / "u1.base", valid=tmp_path / "u1.test")
+    assert (len(data.train), len(data.valid)) == (150, 50)
+    assert data.items.loc["1", "title"] == "Café Society (1995)"
+    # CSV with MovieLens "latest" headers (userId, movieId) and titles
+    frame = pd.read_csv(ratings_csv).rename(columns={"user": "userId", "item": "movieId"})
+    frame[:100].to_csv(tmp_path / "a.csv", index=False)
+    frame[100:150].to_csv(tmp_path / "b.csv", index=False)
+    data = rc.load_data(train=tmp_path / "a.csv", valid=tmp_path / "b.csv")
+    assert (len(data.train), len(data.valid)) == (100, 50)
+    assert data.items["title"].str.startswith("Movie ").all()
+
+
+def test_download_of_the_archive(tmp_path, monkeypatch):
+    """The real download code against a loopback HTTP server serving a MovieLens zip."""
+    write_movielens(tmp_path / "src" / "ml-100k")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for f in (tmp_path / "src" / "ml-100k").iterdir():
+            z.write(f, f"ml-100k/{f.name}")
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "ml-100k.zip").write_bytes(buf.getvalue())
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www")
+    )
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(rc, "ML100K_URL", f"http://127.0.0.1:{server.server_port}/ml-100k.zip")
+        data = rc.load_data(tmp_path / "data" / "ml-100k")  # missing: downloaded
+        assert (tmp_path / "data" / "ml-100k" / "u.data").is_file()
+        assert len(data.train) + len(data.valid) == 200
+        monkeypatch.setattr(rc, "ML100K_URL", f"http://127.0.0.1:{server.server_port}/nope.zip")
+        with pytest.raises(ValueError, match="Could not download MovieLens 100k"):
+            rc.load_data(tmp_path / "elsewhere")
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("user,item\n1,2\n", r"lacks the column\(s\) rating"),
+        ("user,movie,stars\n1,2,4\n3,4,five\n", r"line 3: the rating 'five' is not a number"),
+        ("user,item,rating\n1,,4\n", r"line 2: the item is empty"),
+        ("1\t2\n3\t4\n", r"expected tab-separated columns user, item, rating"),
+        ("user,item,rating\n", r"has no ratings"),
+    ],
+)
+def test_bad_ratings_files_are_clear_errors(tmp_path, text, message):
+    path = tmp_path / "ratings.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        rc.read_ratings(path)
+
+
+def test_cli_reports_a_bad_file_in_one_line(tmp_path, capsys):
+    from shared import cli
+
+    (tmp_path / "bad.csv").write_text("user,item,rating\n1,2,x\n")
+    assert cli.main(["train", "recommender", "--data", str(tmp_path / "bad.csv")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "not a number" in err and "\n" not in err
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def test_training_recovers_a_low_rank_matrix(trained):
+    t, data = trained["trained"], trained["data"]
+    baseline = float(np.sqrt(((data.valid.rating - data.train.rating.mean()) ** 2).mean()))
+    assert baseline > 0.7
+    assert t.metrics["valid_rmse"] < 1.25 * NOISE  # near the noise level
+    assert [h["epoch"] for h in t.history] == list(range(1, RECIPE.epochs + 1))
+    assert t.history[-1]["valid_rmse"] < t.history[0]["valid_rmse"]
+
+
+def test_embedding_nn_learns_too(ratings_csv):
+    data = rc.load_data(ratings_csv, valid_pct=0.2, seed=0)
+    recipe = rc.Recipe.default("nn", epochs=20, bs=1024, wd=0.3, seed=0)
+    t = rc.train(recipe, data, progress=False)
+    model = t.model
+    assert model.user_factors.embedding_dim == rc.emb_size(300)  # fast.ai's rule of thumb
+    baseline = float(np.sqrt(((data.valid.rating - data.train.rating.mean()) ** 2).mean()))
+    assert t.metrics["valid_rmse"] < 0.75 * baseline
+
+
+def test_hub_folder_layout_and_card(trained):
+    out = trained["out"]
+    for name in ("config.json", "model.safetensors", "users.json", "items.json", "ratings.json"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("*.bin")) and not list(out.glob("*.pkl"))
+    assert json.loads((out / "config.json").read_text())["model_type"] == "dot"
+    items = json.loads((out / "items.json").read_text())
+    assert {"id", "title", "genres", "ratings", "mean"} <= set(items[0])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["valid_rmse"] == pytest.approx(trained["trained"].metrics["valid_rmse"])
+    card = (out / "README.md").read_text()
+    assert "model-index" in card and "valid_rmse" in card and "training.png" in card
+    assert (out / "training.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cross_validation_means(ratings_csv):
+    data = rc.load_data(ratings_csv, valid_pct=0.0)
+    recipe = rc.Recipe(factors=4, epochs=3, bs=2048, wd=1.0, seed=0)
+    small = data.train[:3000]
+    m = rc.cross_validate(recipe, small, data.items, folds=3)
+    assert m["folds"] == 3 and m["rmse_mean"] > 0 and m["mae_mean"] < m["rmse_mean"]
+
+
+def test_cli_train_then_evaluate(ratings_csv, tmp_path, capsys):
+    from shared import cli
+
+    out = tmp_path / "model"
+    args = ["--data", str(ratings_csv), "--factors", "4", "--epochs", "3", "--bs", "2048"]
+    assert cli.main(["train", "recommender", *args, "--out", str(out)]) == 0
+    trained = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    assert (
+        cli.main(["evaluate", "recommender", "--model-dir", str(out), "--data", str(ratings_csv)])
+        == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    # the same validation split, recreated from the saved recipe: the same RMSE
+    assert printed["rmse"] == pytest.approx(trained["valid_rmse"], abs=1e-5)
+    assert printed["skipped"] == 0
+
+
+# --- serving ----------------------------------------------------------------------------------
+
+
+def test_fold_in_of_a_copied_user_recommends_like_that_user(rec):
+    for user in ("1", "2", "3"):
+        items, stars = rec.ratings_of(rec.user(user))
+        copy = [(rec.titles[i], float(s)) for i, s in zip(items, stars, strict=True)]
+        new = set(rec.recommend(copy, n=10, min_ratings=1)["Movie"])
+        known = set(rec.recommend_user(user, n=10, min_ratings=1)["Movie"])
+        assert len(new & known) >= 7, user
+        assert not new & {rec.titles[i] for i in items}  # unrated movies only
+
+
+def test_fold_in_follows_the_ratings(rec):
+    """Loving a movie's neighbours and hating its opposites moves its prediction."""
+    target = rec.popular[0]
+    sims = rec.unit @ rec.unit[target]
+    near = [i for i in np.argsort(-sims) if i != target][:5]
+    far = [i for i in np.argsort(sims) if i != target][:5]
+    fan = [(rec.titles[i], 5) for i in near] + [(rec.titles[i], 1) for i in far]
+    hater = [(rec.titles[i], 1) for i in near] + [(rec.titles[i], 5) for i in far]
+    pred = {}
+    for name, r in (("fan", fan), ("hater", hater)):
+        idx, stars = rec.parse(r)
+        pred[name] = rec._predict_all(rec.fold_in(idx, stars))[target]
+    assert pred["fan"] > pred["hater"] + 0.3
+
+
+def test_recommendations_are_explained_and_filtered(rec):
+    ratings = [(rec.titles[i], 5) for i in rec.popular[:3]] + [(rec.titles[rec.popular[3]], 1)]
+    out = rec.recommend(ratings, n=15, min_ratings=40)
+    assert len(out) == 15
+    assert (out["Ratings"] >= 40).all()
+    assert out["Predicted stars"].is_monotonic_decreasing
+    assert out["Predicted stars"].between(1, 5).all()
+    loved = {rec.titles[i] for i in rec.popular[:3]}
+    because = out["Why"][out["Why"].str.startswith("because you rated")]
+    assert len(because) and all(any(t in why for t in loved) for why in because)
+    taste = rec.recommend(ratings, n=15, min_ratings=40, rank_by="taste")
+    assert taste["vs. average viewer"].is_monotonic_decreasing
+    # min_ratings high enough leaves nothing
+    assert rec.recommend(ratings, n=5, min_ratings=10_000).empty
+
+
+def test_similar_bias_pca_and_users(rec):
+    title = rec.titles[rec.popular[0]]
+    sim = rec.similar(title, n=5, min_ratings=1)
+    assert title not in set(sim["Movie"]) and sim["Similarity"].is_monotonic_decreasing
+    best, worst = rec.bias_ranking(5, min_ratings=10)
+    assert best["Bias"].iloc[0] > worst["Bias"].iloc[0]
+    frame, share = rec.pca(100, dims=3)
+    assert len(frame) == 100 and {"PC1", "PC2", "PC3", "Movie"} <= set(frame.columns)
+    assert share[0] >= share[1] >= share[2] > 0
+    fav = rec.user_favourites(7, n=5)
+    assert fav["Stars"].is_monotonic_decreasing
+
+
+def test_fold_in_and_ranking_are_fast(rec):
+    ratings = [(rec.titles[i], 1 + k % 5) for k, i in enumerate(rec.popular[:10])]
+    rec.recommend(ratings)
+    import time
+
+    start = time.perf_counter()
+    for _ in range(10):
+        rec.recommend(ratings)
+    assert (time.perf_counter() - start) / 10 < 0.1  # the goal is 20 ms; the bench measures it
+
+
+@pytest.mark.parametrize(
+    "ratings, message",
+    [
+        (
+            [("Movie 1 (1950)", 5), ("Movei 2", 4)],
+            r"Unknown movie 'Movei 2'. Did you mean: .*Movie 2",
+        ),
+        ([("Movie 1 (1950)", 7)], r"between 1 and 5"),
+        ([("Movie 1 (1950)", 0)], r"between 1 and 5"),
+        ([("Movie 1 (1950)", "lots")], r"must be a number"),
+        ([("Movie 1 (1950)", None)], r"Give 'Movie 1 \(1950\)' 1 to 5 stars"),
+        ([], r"Rate at least one movie"),
+        ([("", None)], r"Rate at least one movie"),
+        ([("Movie 1 (1950)", 5), ("movie 1", 3)], r"rated twice"),
+    ],
+)
+def test_bad_ratings_are_clear_errors(rec, ratings, message):
+    with pytest.raises(ValueError, match=message):
+        rec.recommend(ratings)
+
+
+@pytest.mark.parametrize(
+    "user, message", [(0, "run from 1 to 300"), (301, "run from 1 to 300"), ("x", "User x")]
+)
+def test_unknown_users_are_clear_errors(rec, user, message):
+    with pytest.raises(ValueError, match=message):
+        rec.recommend_user(user)
+
+
+def test_a_user_only_in_the_validation_file(ratings_csv, tmp_path):
+    """Ids seen only in valid get embeddings too; serving them must not break."""
+    frame = pd.read_csv(ratings_csv)[:3000]
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"user": ["newcomer"], "item": [frame.item[0]], "rating": [4]}).to_csv(
+        tmp_path / "valid.csv", index=False
+    )
+    data = rc.load_data(train=tmp_path / "train.csv", valid=tmp_path / "valid.csv")
+    recipe = rc.Recipe(factors=4, epochs=2, bs=1024)
+    rc.save(rc.train(recipe, data, progress=False), tmp_path / "model", recipe)
+    rec = rc.load(tmp_path / "model")
+    assert rec.users[-1] == "newcomer" and rec.user_favourites("newcomer").empty
+    assert len(rec.recommend_user("newcomer", n=3, min_ratings=1)) == 3
+
+
+def test_loader_errors_are_model_errors(tmp_path, trained):
+    with pytest.raises(registry.ModelError, match="items.json, ratings.json missing"):
+        (tmp_path / "config.json").write_text("{}")
+        (tmp_path / "model.safetensors").write_bytes(b"")
+        (tmp_path / "users.json").write_text("[]")
+        rc.load(tmp_path)
+
+
+# --- Hub round trip, registry, Space ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, implicit", [("dot", True), ("dot", False), ("nn", False)])
+def test_push_then_from_pretrained_gives_identical_predictions(
+    ratings_csv, tmp_path, hub, repo_id, kind, implicit
+):
+    from shared import hub as hub_io
+
+    data = rc.load_data(ratings_csv, valid_pct=0.2, seed=0)
+    recipe = rc.Recipe.default(kind, factors=4, epochs=2, bs=2048, implicit=implicit)
+    t = rc.train(recipe, data, progress=False)
+    rc.save(t, tmp_path, recipe)
+    hub_io.push(tmp_path, repo_id)
+    cls = rc.MODEL_TYPES[kind]
+    again = cls.from_pretrained(repo_id)
+    assert (getattr(again, "item_implicit", None) is not None) == implicit
+    users, items = np.arange(50), np.arange(50) % 200
+    np.testing.assert_array_equal(
+        rc.predict(t.model, users, items), rc.predict(again, users, items)
+    )
+    rec = rc.load(registry_folder(repo_id))  # what the registry fetches is enough
+    assert type(rec.model) is cls
+    assert len(rec.recommend([(rec.titles[0], 5), (rec.titles[1], 2)], n=3, min_ratings=1)) == 3
+
+
+def registry_folder(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    return Path(
+        snapshot_download(repo_id, allow_patterns=list(registry.MODELS["movie-recommender"].files))
+    )
+
+
+@pytest.fixture(scope="module")
+def pushed(trained, hub) -> str:
+    from shared import hub as hub_io
+
+    repo = "tests/recommender-space-model"
+    hub_io.push(trained["out"], repo)
+    return repo
+
+
+@pytest.fixture
+def client(pushed, use_model, load_space, launch):
+    from gradio_client import Client
+
+    use_model("movie-recommender", pushed)
+    space = load_space("movie_recommender")
+    assert registry._cache.get("movie-recommender") is None  # building the UI loads nothing
+    return Client(launch(space.demo), verbose=False)
+
+
+def table(rows):
+    return {"headers": ["Movie", "Stars"], "data": rows}
+
+
+def test_space_endpoints_answer_through_the_registry(client, rec):
+    names = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/recommend", "/similar_movies", "/user_recommendations"} <= set(names)
+    titles = [rec.titles[i] for i in rec.popular[:3]]
+    out = client.predict(
+        table([[titles[0], 5], [titles[1], 4], [titles[2], 1]]),
+        5,
+        20,
+        "stars",
+        api_name="/recommend",
+    )
+    assert out["headers"][:2] == ["Movie", "Predicted stars"] and len(out["data"]) == 5
+    assert not {row[0] for row in out["data"]} & set(titles)
+    out = client.predict(titles[0], 4, 1, api_name="/similar_movies")
+    assert len(out["data"]) == 4 and out["headers"][1] == "Similarity"
+    favourites, recs = client.predict(3, 5, 1, "taste", api_name="/user_recommendations")
+    assert len(favourites["data"]) == 5 and len(recs["data"]) == 5
+    assert isinstance(registry._cache["movie-recommender"], rc.Recommender)
+
+
+@pytest.mark.parametrize(
+    "args, api, message",
+    [
+        ((table([]), 5, 20, "stars"), "/recommend", "Rate at least one movie"),
+        ((table([["Movei 2", 4]]), 5, 20, "stars"), "/recommend", "Did you mean"),
+        ((table([["Movie 2 (1951)", 9]]), 5, 20, "stars"), "/recommend", "between 1 and 5"),
+        (
+            (table([["Movie 2 (1951)", 4], ["Movie 2 (1951)", 3]]), 5, 20, "stars"),
+            "/recommend",
+            "rated twice",
+        ),
+        (("No Such Film", 5, 20), "/similar_movies", "Unknown movie"),
+        ((999, 5, 20, "stars"), "/user_recommendations", "run from 1 to 300"),
+    ],
+)
+def test_space_bad_input_is_a_clear_message_and_it_keeps_serving(client, args, api, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=message):
+        client.predict(*args, api_name=api)
+    out = client.predict(table([["Movie 2 (1951)", 4]]), 3, 1, "stars", api_name="/recommend")
+    assert len(out["data"]) == 3
+
+
+def test_space_bad_model_is_a_clear_message(tmp_path, use_model, load_space, launch):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    (tmp_path / "config.json").write_text("{}")
+    use_model("movie-recommender", str(tmp_path))
+    client = Client(launch(load_space("movie_recommender").demo), verbose=False)
+    with pytest.raises(AppError, match="not a recommender model folder"):
+        client.predict("Star Wars (1977)", 5, 20, api_name="/similar_movies")
+
+
+# --- MovieLens 100k ---------------------------------------------------------------------------
+
+
+@pytest.mark.data
+def test_movielens_default_recipe(data_dir, tmp_path):
+    folder = data_dir("ml-100k")
+    data = rc.load_data(folder)
+    assert len(data.train) == 80_000 and len(data.valid) == 20_000
+    assert data.items.loc["1", "title"] == "Toy Story (1995)"
+    t = rc.train(rc.Recipe(), data, progress=False)
+    assert t.metrics["valid_rmse"] <= 0.93
+    rc.save(t, tmp_path, rc.Recipe())
+    rec = rc.load(tmp_path)
+    out = rec.recommend([("Star Wars", 5), ("Empire Strikes Back", 5), ("Sleepless in Seattle", 1)])
+    assert len(out) == 10
+    sim = rec.similar("Star Wars (1977)", n=3)
+    assert {"Empire Strikes Back, The (1980)", "Return of the Jedi (1983)"} & set(sim["Movie"])
+
+
+# --- in the browser ---------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_browser_rate_three_movies_and_get_recommendations(page, suite_url, use_model, pushed):
+    from playwright.sync_api import expect
+
+    from shared import suite
+
+    use_model("movie-recommender", pushed)
+    page.goto(suite_url)
+    page.get_by_role("tab", name=suite.label("movie_recommender")).click()
+    box = page.locator("#rec-movie input")
+    for k, title in enumerate(("Movie 1 (1950)", "Movie 2 (1951)", "Movie 3 (1952)")):
+        box.click()
+        page.get_by_role("option").first.wait_for()  # the titles arrive on first focus
+        box.press_sequentially(title[:8], delay=30)
+        page.get_by_role("option", name=title, exact=True).click()
+        page.locator("#rec-add").click()
+        cell = page.locator("#rec-ratings").get_by_test_id(f"cell-{k}-0")
+        expect(cell).to_have_text(title, timeout=60_000)
+    results = page.locator("#rec-results")
+    results.get_by_text("Predicted stars").first.wait_for()
+    wait = 60_000  # 2 shared cores
+    expect(results.get_by_test_id("cell-9-0")).to_contain_text(
+        re.compile(r"Movie \d+"), timeout=wait
+    )
+    expect(results.get_by_test_id("cell-0-2")).to_contain_text(re.compile("because|favourite"))
