@@ -244,7 +244,7 @@ def _lora_folder(value: str) -> Path:
                 repo,
                 revision=revision or "main",
                 allow_patterns=["*.safetensors"],
-                local_files_only=registry._offline(),
+                local_files_only=registry.offline(),
             )
         )
     except Exception as e:

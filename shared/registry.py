@@ -124,8 +124,8 @@ def _patterns(spec: Model) -> list[str]:
     return list(spec.files() if callable(spec.files) else spec.files)
 
 
-def _offline() -> bool:
-    # Read at call time (huggingface_hub reads it once, at import).
+def offline() -> bool:
+    """Whether HF_HUB_OFFLINE is set now (huggingface_hub reads it once, at import)."""
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
@@ -150,7 +150,7 @@ def fetch(name: str, *, force: bool = False) -> Path:
             repo,
             revision=revision,
             allow_patterns=_patterns(spec),
-            local_files_only=_offline(),
+            local_files_only=offline(),
             force_download=force,
         )
     except RevisionNotFoundError:
@@ -165,7 +165,7 @@ def fetch(name: str, *, force: bool = False) -> Path:
             f"`python -m shared.cli push FOLDER --repo {repo}`, or {fix}."
         ) from None
     except LocalEntryNotFoundError:
-        how = "HF_HUB_OFFLINE is set" if _offline() else "the Hub could not be reached"
+        how = "HF_HUB_OFFLINE is set" if offline() else "the Hub could not be reached"
         raise ModelError(
             f"Model '{name}' ({where}) is not in the local cache and {how}. "
             f"Run `python -m shared.cli pull {name}` once with network access, or {fix}."
