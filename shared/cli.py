@@ -1,21 +1,41 @@
-"""Command line: `python -m shared.cli {list,pull,push,deploy,train,evaluate,lr-find} --help`."""
+"""Command line: `demos` (or `python -m shared.cli`) {list,pull,push,deploy,train,evaluate,lr-find}.
+
+Family commands come from each family's `cli.COMMANDS`: its options are its config dataclass
+(shared.options). A mistake a person can fix prints one line; a bug prints its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
+import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
-# Families that train; each module has add_<command>_args(parser) and <command>_cli(args).
-FAMILIES = {
-    "image-classifier": "models.image_classifier",
-    "patent-similarity": "models.patent_similarity",
-    "recommender": "models.recommender",
-}
-FAMILY_COMMANDS = {"train": "train", "evaluate": "evaluate", "lr-find": "lr_find"}
+from shared.errors import UserError
+from shared.options import Command, add_options, from_options
+
+ROOT = Path(__file__).resolve().parents[1]
+FAMILY_COMMANDS = ("train", "evaluate", "lr-find")
+TOKEN_HELP = "The Hub token comes from HF_TOKEN or `hf auth login`; it is never printed."
+
+
+def families() -> dict[str, dict[str, Command]]:
+    """{"image-classifier": {"train": Command, ...}, ...}: the families with a cli module."""
+    out = {}
+    for family in importlib.import_module("models").FAMILIES:
+        if importlib.util.find_spec(f"models.{family}.cli") is not None:
+            module = importlib.import_module(f"models.{family}.cli")
+            out[family.replace("_", "-")] = module.COMMANDS
+    return out
+
+
+def space_names() -> list[str]:
+    return sorted(p.parent.name for p in (ROOT / "spaces").glob("*/app.py"))
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -49,46 +69,27 @@ def cmd_deploy(args: argparse.Namespace) -> None:
     print(f"spaces/{args.repo}@{commit}")
 
 
-def run_family(command: str, argv: list[str]) -> None:
-    """`train|evaluate|lr-find FAMILY ...`: parse the family's own options, then run it."""
-    prog = f"python -m shared.cli {command}"
-    if not argv or argv[0] in {"-h", "--help"}:
-        print(
-            f"usage: {prog} FAMILY [options]\n\nfamilies: {', '.join(FAMILIES)}\n"
-            f"options of one family: {prog} FAMILY --help"
-        )
-        return
-    family = argv[0]
-    if family not in FAMILIES:
-        raise ValueError(f"Unknown family '{family}'. Choose one of: {', '.join(FAMILIES)}.")
-    module = importlib.import_module(FAMILIES[family])
-    name = FAMILY_COMMANDS[command]
-    if not hasattr(module, f"{name}_cli"):
-        raise ValueError(f"'{command}' is not available for {family}.")
-    parser = argparse.ArgumentParser(prog=f"{prog} {family}")
-    getattr(module, f"add_{name}_args")(parser)
-    if command == "train":
-        parser.add_argument(
-            "--out",
-            type=Path,
-            default=Path("out") / family,
-            help="where to write the model folder (Hub layout)",
-        )
-        parser.add_argument("--push-to-hub", metavar="REPO", help="push the trained model there")
-    args = parser.parse_args(argv[1:])
-    metrics = getattr(module, f"{name}_cli")(args)
+def run_family(args: argparse.Namespace) -> None:
+    """train|evaluate|lr-find FAMILY: build the family's config from the options and run it."""
+    command: Command = args.family_command
+    cfg = from_options(command.config, args)
+    metrics = command.run(cfg)
     if os.environ.get("RANK", "0") != "0":  # under `accelerate launch` only rank 0 reports
         return
     print(json.dumps(metrics, indent=2, default=str))
-    if command == "train" and args.push_to_hub:
+    repo = getattr(cfg, "push_to_hub", None)
+    if args.command == "train" and repo:
         from shared import hub
 
-        commit = hub.push(args.out, args.push_to_hub, message=f"Train {family}")
-        print(f"pushed {args.out} to {args.push_to_hub}@{commit}")
+        commit = hub.push(cfg.out, repo, message=f"Train {args.family}")
+        print(f"pushed {cfg.out} to {repo}@{commit}")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m shared.cli", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="demos", description="Train, publish and serve the fast.ai course demos' models."
+    )
+    p.add_argument("--debug", action="store_true", help="print tracebacks for every error")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("list", help="every model: repo, revision, cached or not")
@@ -99,36 +100,45 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="download again even if cached")
     s.set_defaults(func=cmd_pull)
 
-    s = sub.add_parser("push", help="upload a model folder to a Hub repo")
+    s = sub.add_parser("push", help="upload a model folder to a Hub repo", epilog=TOKEN_HELP)
     s.add_argument("folder", type=Path)
     s.add_argument("--repo", required=True, help="Hub repo id, e.g. you/my-model")
     s.add_argument("--message", default="Upload model", help="commit message")
     s.set_defaults(func=cmd_push)
 
-    s = sub.add_parser("deploy", help="push a demo as a Hugging Face Space")
-    s.add_argument("space", help="folder name under spaces/")
+    s = sub.add_parser("deploy", help="push a demo as a Hugging Face Space", epilog=TOKEN_HELP)
+    s.add_argument("space", choices=space_names(), metavar="SPACE", help=", ".join(space_names()))
     s.add_argument("--repo", required=True, help="Space repo id, e.g. you/pets-demo")
     s.set_defaults(func=cmd_deploy)
 
-    for command in FAMILY_COMMANDS:  # parsed by run_family, with the family's own options
-        sub.add_parser(command, help=f"{command} a model family ({', '.join(FAMILIES)})")
+    found = families()
+    for command in FAMILY_COMMANDS:
+        owners = {f: c[command] for f, c in found.items() if command in c}
+        s = sub.add_parser(command, help=f"{command} a model ({', '.join(owners)})")
+        per_family = s.add_subparsers(dest="family", required=True, metavar="FAMILY")
+        for family, cmd in owners.items():
+            f = per_family.add_parser(family, help=cmd.help, description=cmd.help)
+            add_options(f, cmd.config)
+            f.set_defaults(func=run_family, family_command=cmd)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    family_command = bool(argv) and argv[0] in FAMILY_COMMANDS
-    args = None if family_command else parser().parse_args(argv)
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        if args is None:
-            run_family(argv[0], argv[1:])
-        else:
-            args.func(args)
+        args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # one line for a person, not a traceback
-        print(f"error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
+    except UserError as e:  # one line for a person
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug: the traceback is what debugs it
+        traceback.print_exc()
+        print(f"error: {type(e).__name__} (a bug; the traceback is above)", file=sys.stderr)
         return 1
     return 0
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import platform
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,6 +26,16 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
+def likely_gpu() -> bool:
+    """Whether a GPU will serve this process, guessed without importing torch (start-up must
+    stay light): DEMO_DEVICE, a ZeroGPU Space, Apple silicon, or an NVIDIA driver."""
+    if name := os.environ.get("DEMO_DEVICE"):
+        return not name.startswith("cpu")
+    zero_gpu = os.environ.get("SPACES_ZERO_GPU", "").lower() in {"1", "t", "true"}
+    apple = sys.platform == "darwin" and platform.machine() == "arm64"
+    return zero_gpu or apple or Path("/proc/driver/nvidia/version").exists()
+
+
 def dtype(dev: torch.device | None = None) -> torch.dtype:
     """Half precision where the device does it well (bf16, else fp16), fp32 on CPU."""
     import torch
@@ -35,7 +48,7 @@ def dtype(dev: torch.device | None = None) -> torch.dtype:
     return torch.float32
 
 
-def gpu(duration: int = 60) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def gpu(duration: int | Callable[..., int] = 60) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """`spaces.GPU(duration=...)` on a ZeroGPU Space; a no-op everywhere else."""
     try:
         import spaces  # the PyPI ZeroGPU helper, never our spaces/ folder

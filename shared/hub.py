@@ -6,15 +6,15 @@ huggingface_hub reads it itself and we never print it.
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
-import yaml
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, SpaceCard, SpaceCardData
+
+from shared.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a deployed Space needs beside its own folder.
@@ -37,7 +37,7 @@ def push(
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder")
+        raise UserError(f"{folder} is not a folder.")
     api = HfApi()
     kwargs = {"space_sdk": "gradio"} if repo_type == "space" else {}
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **kwargs)
@@ -122,14 +122,6 @@ Made with the [fast.ai course demos](https://github.com/fastai-course-demos) sui
     return path
 
 
-def split_front_matter(text: str) -> tuple[dict, str]:
-    """A README's YAML front matter (empty when it has none) and its body."""
-    match = re.match(r"^---\n(.*?)\n---\n", text, re.S)
-    if not match:
-        return {}, text
-    return yaml.safe_load(match.group(1)) or {}, text[match.end() :]
-
-
 def assemble_space(space: str, dest: Path) -> Path:
     """Lay out the Space `space` as the Hub expects it: its app.py at the root, plus the code."""
     from shared import registry
@@ -137,7 +129,7 @@ def assemble_space(space: str, dest: Path) -> Path:
     src = ROOT / "spaces" / space
     if not (src / "app.py").is_file():
         known = ", ".join(sorted(p.parent.name for p in (ROOT / "spaces").glob("*/app.py")))
-        raise ValueError(f"No Space '{space}' (spaces/{space}/app.py). Known Spaces: {known}.")
+        raise UserError(f"No Space '{space}' (spaces/{space}/app.py). Known Spaces: {known}.")
     shutil.copytree(src, dest, dirs_exist_ok=True, ignore=IGNORE)
     for item in SPACE_PAYLOAD:
         path = ROOT / item
@@ -147,14 +139,15 @@ def assemble_space(space: str, dest: Path) -> Path:
             shutil.copy2(path, dest / item)
 
     readme = src / "README.md"
-    front, body = split_front_matter(readme.read_text() if readme.is_file() else "")
+    card = SpaceCard.load(readme) if readme.is_file() else None
+    front, body = (card.data.to_dict(), card.text) if card else ({}, "")
     front.update(
         sdk="gradio",
         sdk_version=metadata.version("gradio"),
         app_file="app.py",
         models=[
             repo
-            for m in registry.MODELS.values()
+            for m in registry.specs().values()
             if m.space == space
             for repo, revision in [registry.source(m.name)]
             if revision is not None  # a local folder is no Hub model
@@ -164,9 +157,8 @@ def assemble_space(space: str, dest: Path) -> Path:
     front.setdefault("emoji", "🤗")
     front.setdefault("suggested_hardware", "cpu-basic")
     front.setdefault("short_description", front["title"])
-    (dest / "README.md").write_text(
-        "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n" + body
-    )
+    text = f"---\n{SpaceCardData(**front).to_yaml()}\n---\n{body}"
+    SpaceCard(text).save(dest / "README.md")
     return dest
 
 

@@ -1,8 +1,10 @@
 """The model registry: every model of every demo, in one catalogue.
 
-`load(name)` downloads a model's files from the Hugging Face Hub (or takes a local folder),
-turns them into a ready predictor with the family's loader, and keeps it for the life of the
-process, so every tab and every request shares one copy.
+Each family package under models/ declares its entry (`SPEC`: repo, revision, allow-list,
+loader, Space); the registry collects them in the order of `models.FAMILIES` and never reaches
+into a family's other modules. `load(name)` downloads a model's files from the Hugging Face Hub
+(or takes a local folder), turns them into a ready predictor with the family's loader, and keeps
+it for the life of the process, so every tab and every request shares one copy.
 
 Point a demo at your own fine-tuned weights without editing code:
 
@@ -15,92 +17,67 @@ Point a demo at your own fine-tuned weights without editing code:
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-NAMESPACE = os.environ.get("DEMO_HUB_NAMESPACE", "fastai-course-demos")
+from shared.errors import ModelError, UserError
 
-
-class ModelError(RuntimeError):
-    """A model could not be found, fetched or loaded; the message says how to fix it."""
+DEFAULT_NAMESPACE = "fastai-course-demos"
+log = logging.getLogger("demos")
 
 
 @dataclass(frozen=True)
-class Model:
-    name: str
-    task: str
-    repo: str
+class Spec:
+    """One model of the catalogue, declared by its family."""
+
+    name: str  # registry name, e.g. "pets-classifier"
+    task: str  # the Hub's pipeline tag
+    repo: str  # "owner/name"; a bare "name" is one of ours, under `namespace()`
     revision: str
-    files: (
-        tuple[str, ...] | Callable[[], tuple[str, ...]]
-    )  # allow patterns; a callable decides at fetch time
-    loader: str  # "package.module:function", called with the snapshot folder
-    space: str  # folder under spaces/
+    files: tuple[str, ...] | Callable[[], tuple[str, ...]]  # allow patterns, decided at fetch
+    load: Callable[[Path], Any]  # the snapshot folder -> a ready predictor
+    space: str  # the folder under spaces/ that serves it
     description: str
 
+    def patterns(self) -> list[str]:
+        return list(self.files() if callable(self.files) else self.files)
 
-MODELS: dict[str, Model] = {
-    m.name: m
-    for m in [
-        Model(
-            name="pets-classifier",
-            task="image-classification",
-            repo=f"{NAMESPACE}/pets-convnext-tiny",
-            revision="main",
-            files=("config.json", "model.safetensors", "README.md", "examples/*"),
-            loader="models.image_classifier:load",
-            space="image_classifier",
-            description="Oxford-IIIT pet breeds, convnext_tiny.fb_in22k fine-tuned with timm",
-        ),
-        Model(
-            name="patent-similarity",
-            task="text-classification",
-            repo=f"{NAMESPACE}/patent-deberta-v3-small",
-            revision="main",
-            files=("*.json", "model.safetensors", "spm.model", "README.md"),
-            loader="models.patent_similarity:load",
-            space="patent_similarity",
-            description="Patent phrase similarity, deberta-v3-small cross-encoder",
-        ),
-        Model(
-            name="movie-recommender",
-            task="recommendation",
-            repo=f"{NAMESPACE}/movielens-100k-dot",
-            revision="main",
-            files=("*.json", "model.safetensors", "README.md"),
-            loader="models.recommender:load",
-            space="movie_recommender",
-            description="MovieLens 100k collaborative filtering: dot product with biases + SVD++",
-        ),
-        Model(
-            name="stable-diffusion",
-            task="text-to-image",
-            repo="stable-diffusion-v1-5/stable-diffusion-v1-5",
-            revision="451f4fe16113bff5a5d2269ed5ad43b0592e9a14",
-            # what StableDiffusionPipeline reads, in safetensors: the fp16 files on a GPU, the
-            # safety checker unless DEMO_SD_SAFETY_CHECKER=0 (decided at fetch time)
-            files=lambda: importlib.import_module("models.text_to_image").files(),
-            loader="models.text_to_image:load",
-            space="text_to_image",
-            description="Stable Diffusion 1.5 (diffusers), optional LoRA via DEMO_SD_LORA",
-        ),
-    ]
-}
 
+def namespace() -> str:
+    """Where our own fine-tuned repos live (DEMO_HUB_NAMESPACE)."""
+    return os.environ.get("DEMO_HUB_NAMESPACE", "").strip() or DEFAULT_NAMESPACE
+
+
+_specs: dict[str, Spec] | None = None
 _cache: dict[str, Any] = {}
-_locks: dict[str, threading.Lock] = {name: threading.Lock() for name in MODELS}
+_locks: dict[str, threading.Lock] = {}
+_lock = threading.Lock()
 
 
-def _spec(name: str) -> Model:
+def specs() -> dict[str, Spec]:
+    """Every model, in family order. The family packages are imported on first use; their
+    `__init__` modules are light (no torch), so listing models stays fast."""
+    global _specs
+    if _specs is None:
+        found = {}
+        for family in importlib.import_module("models").FAMILIES:
+            module = importlib.import_module(f"models.{family}")
+            for spec in getattr(module, "SPECS", None) or (module.SPEC,):
+                found[spec.name] = spec
+        _specs = found
+    return _specs
+
+
+def spec(name: str) -> Spec:
     try:
-        return MODELS[name]
+        return specs()[name]
     except KeyError:
-        known = ", ".join(MODELS)
-        raise ModelError(f"Unknown model '{name}'. Known models: {known}.") from None
+        raise ModelError(f"Unknown model '{name}'. Known models: {', '.join(specs())}.") from None
 
 
 def env_var(name: str) -> str:
@@ -108,20 +85,51 @@ def env_var(name: str) -> str:
     return "DEMO_MODEL_" + name.upper().replace("-", "_")
 
 
-def source(name: str) -> tuple[str, str | None]:
-    """Where `name` comes from: (repo id, revision), or (local folder, None)."""
-    spec = _spec(name)
-    value = os.environ.get(env_var(name), "").strip()
-    if not value:
-        return spec.repo, spec.revision
-    if Path(value).expanduser().is_dir():
-        return str(Path(value).expanduser().resolve()), None
+def default_repo(s: Spec) -> str:
+    return s.repo if "/" in s.repo else f"{namespace()}/{s.repo}"
+
+
+def _looks_like_path(value: str) -> bool:
+    first = value.split("/", 1)[0]
+    return (
+        value.startswith(("/", ".", "~"))
+        or "\\" in value
+        or value.count("/") > 1
+        or Path(value).exists()
+        or ("/" in value and Path(first).is_dir())  # "out/pets-typo" when out/ is local
+    )
+
+
+def parse(value: str) -> tuple[str, str | None]:
+    """A model source as (repo id, revision), or (absolute folder, None) for a local folder.
+
+    Accepts `owner/name`, `owner/name@revision` or a folder. Something that looks like a path
+    but is no folder is an error here, not a Hub lookup of a strange repo id."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    value = value.strip()
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return str(path.resolve()), None
+    if _looks_like_path(value):
+        what = "is a file, not a model folder" if path.exists() else "was not found"
+        raise ModelError(f"The folder {value} {what}. Check the path (or use a Hub repo id).")
     repo, _, revision = value.partition("@")
+    try:
+        validate_repo_id(repo)
+    except HFValidationError:
+        raise ModelError(
+            f"'{value}' is neither a local folder nor a Hub repo id (owner/name[@revision])."
+        ) from None
     return repo, revision or "main"
 
 
-def _patterns(spec: Model) -> list[str]:
-    return list(spec.files() if callable(spec.files) else spec.files)
+def source(name: str) -> tuple[str, str | None]:
+    """Where model `name` comes from now: (repo id, revision), or (local folder, None)."""
+    s = spec(name)
+    value = os.environ.get(env_var(name), "").strip()
+    return parse(value) if value else (default_repo(s), s.revision)
 
 
 def offline() -> bool:
@@ -129,72 +137,89 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
-def fetch(name: str, *, force: bool = False) -> Path:
-    """Download (or find in the HF cache) the files of model `name`; return the folder."""
+def resolve(
+    value: str, patterns: Sequence[str], *, name: str | None = None, force: bool = False
+) -> Path:
+    """The local folder holding the files of a model source (repo, repo@revision or folder):
+    only the files matching `patterns` are downloaded (or found in the HF cache).
+
+    `name`: the registry model this is for, so that messages can name its setting."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
+        HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
-    spec = _spec(name)
-    repo, revision = source(name)
+    repo, revision = parse(value)
     if revision is None:
         return Path(repo)
     where = f"{repo}@{revision}"
-    fix = f"set {env_var(name)} to a repo you can reach or a local folder"
+    what = f"Model '{name}' ({where})" if name else where
+    fix = f" Or set {env_var(name)} to a repo you can reach or a local folder." if name else ""
+    pull = f"python -m shared.cli pull {name}" if name else "this command"
     try:
         folder = snapshot_download(
             repo,
             revision=revision,
-            allow_patterns=_patterns(spec),
+            allow_patterns=list(patterns),
             local_files_only=offline(),
             force_download=force,
         )
     except RevisionNotFoundError:
         raise ModelError(
-            f"Model '{name}': revision '{revision}' does not exist in {repo}. "
-            f"Use an existing branch, tag or commit ({fix})."
+            f"{what}: revision '{revision}' does not exist. Use an existing branch, tag or "
+            f"commit.{fix}"
         ) from None
     except RepositoryNotFoundError:
         raise ModelError(
-            f"Model '{name}': repository {repo} was not found on the Hub (or it is private "
-            f"and HF_TOKEN is not set). Push one with "
-            f"`python -m shared.cli push FOLDER --repo {repo}`, or {fix}."
+            f"{what}: the repository was not found on the Hub (or it is private and HF_TOKEN "
+            f"is not set). Push one with `python -m shared.cli push FOLDER --repo {repo}`.{fix}"
         ) from None
     except LocalEntryNotFoundError:
-        how = "HF_HUB_OFFLINE is set" if offline() else "the Hub could not be reached"
-        raise ModelError(
-            f"Model '{name}' ({where}) is not in the local cache and {how}. "
-            f"Run `python -m shared.cli pull {name}` once with network access, or {fix}."
-        ) from None
+        if offline():
+            how = f"HF_HUB_OFFLINE is set: unset it and run `{pull}` once with network access."
+        else:
+            how = f"the Hub could not be reached: check the network, then run `{pull}`."
+        raise ModelError(f"{what} is not in the local cache and {how}{fix}") from None
     except EntryNotFoundError as e:
-        raise ModelError(f"Model '{name}' ({where}): a file is missing ({e}).") from None
+        raise ModelError(f"{what}: a file is missing ({e}).") from None
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else "no response"
+        raise ModelError(f"{what}: the Hub answered with an error ({status}).{fix}") from None
     return Path(folder)
+
+
+def fetch(name: str, *, force: bool = False) -> Path:
+    """Download (or find in the HF cache) the files of model `name`; return the folder."""
+    repo, revision = source(name)
+    value = repo if revision is None else f"{repo}@{revision}"
+    return resolve(value, spec(name).patterns(), name=name, force=force)
 
 
 def load(name: str) -> Any:
     """The ready predictor of model `name`, loaded on first use and shared by all callers."""
-    spec = _spec(name)
     if name in _cache:
         return _cache[name]
-    with _locks[name]:  # two concurrent first requests load once
+    s = spec(name)
+    with _lock:
+        lock = _locks.setdefault(name, threading.Lock())
+    with lock:  # two concurrent first requests load once
         if name not in _cache:
             folder = fetch(name)
-            module, _, func = spec.loader.partition(":")
-            loader = getattr(importlib.import_module(module), func)
             try:
-                _cache[name] = loader(folder)
-            except ModelError:
+                _cache[name] = s.load(folder)
+            except UserError:
                 raise
             except Exception as e:
+                log.exception("Model %s: loading %s failed", name, folder)
                 raise ModelError(
-                    f"Model '{name}': the files in {folder} could not be loaded "
-                    f"({type(e).__name__}: {e}). They may be missing or corrupt: "
-                    f"re-download them with `python -m shared.cli pull {name} --force`, "
-                    f"or point {env_var(name)} at a valid model."
+                    f"Model '{name}': its files could not be loaded ({type(e).__name__}). "
+                    f"They may be missing or corrupt: re-download them with "
+                    f"`python -m shared.cli pull {name} --force`, or point {env_var(name)} at "
+                    "a valid model."
                 ) from e
     return _cache[name]
 
@@ -216,7 +241,7 @@ def is_cached(name: str) -> bool:
 
     try:
         snapshot_download(
-            repo, revision=revision, allow_patterns=_patterns(_spec(name)), local_files_only=True
+            repo, revision=revision, allow_patterns=spec(name).patterns(), local_files_only=True
         )
     except Exception:
         return False
@@ -226,15 +251,18 @@ def is_cached(name: str) -> bool:
 def rows() -> list[dict[str, str]]:
     """One row per model: name, task, source, revision, cached (for `shared.cli list`)."""
     out = []
-    for name, spec in MODELS.items():
-        repo, revision = source(name)
+    for name, s in specs().items():
+        try:
+            repo, revision = source(name)
+        except UserError as e:  # a bad DEMO_MODEL_* value: show it, list the rest
+            repo, revision = f"({e})", "-"
         out.append(
             {
                 "name": name,
-                "task": spec.task,
+                "task": s.task,
                 "repo": repo,
                 "revision": revision or "(local folder)",
-                "cached": "yes" if is_cached(name) else "no",
+                "cached": "yes" if revision != "-" and is_cached(name) else "no",
             }
         )
     return out

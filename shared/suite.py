@@ -13,11 +13,12 @@ from types import ModuleType
 
 import gradio as gr
 
-from shared.hub import split_front_matter
+from huggingface_hub import metadata_load
+
+from shared import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "spaces"
-ORDER = ["image_classifier", "patent_similarity", "movie_recommender", "text_to_image"]
 log = logging.getLogger("demos")
 
 HEADER = """# Practical Deep Learning — live demos
@@ -29,9 +30,11 @@ tab is also a standalone Space you can duplicate, embed or call from Python with
 
 
 def find_spaces() -> list[str]:
-    """Names of the Spaces under spaces/, in the suite's tab order."""
+    """Names of the Spaces under spaces/, in the suite's tab order: the order of the registry's
+    families, then any Space that serves no registry model."""
+    order = list(dict.fromkeys(s.space for s in registry.specs().values()))
     names = [p.parent.name for p in SPACES.glob("*/app.py")]
-    return sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+    return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
 
 
 def load_space(name: str) -> ModuleType:
@@ -48,7 +51,7 @@ def load_space(name: str) -> ModuleType:
 def label(name: str) -> str:
     """The tab label: the Space's emoji and title from its README front matter."""
     readme = SPACES / name / "README.md"
-    front, _ = split_front_matter(readme.read_text() if readme.is_file() else "")
+    front = (metadata_load(readme) or {}) if readme.is_file() else {}
     title = front.get("title") or name.replace("_", " ").title()
     return f"{front.get('emoji', '')} {title}".strip()
 

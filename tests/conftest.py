@@ -94,6 +94,18 @@ def launch() -> Iterator[Callable]:
         demo.close()
 
 
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a module: tiny models gain nothing from threads, and on two shared
+    cores idle-spinning threads make them many times slower. Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def load_space() -> Callable:
     from shared.suite import load_space
