@@ -6,9 +6,10 @@ CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: demo test lint bench chromium
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .  # the `demos` command (.venv/bin/demos)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
@@ -23,11 +24,15 @@ chromium:
 demo: $(VENV)/.installed
 	$(PY) app.py
 
+# Lint and format check first: CI runs exactly this.
 test: $(VENV)/.installed-dev chromium
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed-dev
-	$(PY) -m ruff check .
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 bench: $(VENV)/.installed
 	for b in bench/*.py; do $(PY) $$b || exit 1; done

@@ -30,15 +30,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-import timm  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 
-from models import image_classifier as ic  # noqa: E402
+from models.image_classifier import NAME  # noqa: E402
+from models.image_classifier.config import TrainConfig  # noqa: E402
+from models.image_classifier.train import train  # noqa: E402
 from shared import registry  # noqa: E402
 from shared.suite import load_space  # noqa: E402
+from tests.factories import tiny_timm  # noqa: E402
 
-NAME = "pets-classifier"
 DATA = Path(os.environ.get("DEMO_DATA", ROOT.parent / "shared" / "data"))
 PETS = DATA / "images" / "oxford-pets-sample" / "images"
 
@@ -83,9 +84,7 @@ def pct(times: list[float], q: float) -> float:
 
 
 def bench_arch(arch: str, folder: Path, image: Path, reps: int) -> list[tuple[str, str, str]]:
-    model = timm.create_model(arch, num_classes=37).eval()
-    config = timm.data.resolve_data_config({"input_size": (3, 224, 224)}, model=model)
-    ic.export(model, folder / arch, [f"breed {i}" for i in range(37)], config)
+    tiny_timm(folder / arch, [f"breed {i}" for i in range(37)], arch, size=224)
     os.environ[registry.env_var(NAME)] = str(folder / arch)
     registry.unload(NAME)
     app = load_space("image_classifier")
@@ -130,13 +129,25 @@ def bench_training(folder: Path, image: Path) -> list[tuple[str, str, str]]:
         for i in range(96):
             base.rotate(i * 3 if c == "a" else -i * 3).save(data / c / f"{i}.jpg", quality=90)
     speeds = []
-    cfg = ic.TrainConfig(
-        data=data, out=folder / "train-out", arch="resnet18", pretrained=False, epochs=2,
-        size=128, bs=32, valid_pct=1 / 6, examples=0,
+    cfg = TrainConfig(
+        data=data,
+        out=folder / "train-out",
+        arch="resnet18",
+        pretrained=False,
+        epochs=2,
+        size=128,
+        bs=32,
+        valid_pct=1 / 6,
+        examples=0,
     )
-    ic.train(cfg, callback=lambda r: speeds.append(r["images_per_s"]))
-    return [("resnet18", f"training at 128 px (bs 32, {cfg.workers} loader workers)",
-             f"{speeds[-1]:.1f} images/s (epoch 2; epoch 1: {speeds[0]:.1f})")]
+    train(cfg, callback=lambda r: speeds.append(r["images_per_s"]))
+    return [
+        (
+            "resnet18",
+            f"training at 128 px (bs 32, {cfg.workers} loader workers)",
+            f"{speeds[-1]:.1f} images/s (epoch 2; epoch 1: {speeds[0]:.1f})",
+        )
+    ]
 
 
 def main() -> None:

@@ -12,9 +12,10 @@ random weights, in one run:
 - pipeline: transformers' `pipeline("text-classification")` on the same texts, with its default
   batch size (1) and with our batch size.
 
-A tokenizer trained here on the data stands in for deberta's (the vocabulary size only changes the
-embedding lookup). The scores of all methods are checked to agree. Goal: >= 3x naive and >= 1.5x
-pipeline. It also prints the character n-gram TF-IDF baseline's Pearson on held-out anchors.
+A WordPiece tokenizer trained on the data (tests/factories.py) stands in for deberta's (the
+vocabulary size only changes the embedding lookup). The scores of all methods are checked to
+agree. Goal: >= 3x naive and >= 1.5x pipeline. It also prints the character n-gram TF-IDF
+baseline's Pearson on held-out anchors.
 """
 
 from __future__ import annotations
@@ -33,59 +34,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from models import patent_similarity as ps  # noqa: E402
+from models.patent_similarity import data  # noqa: E402
+from models.patent_similarity.predict import Predictor  # noqa: E402
+from tests.factories import DEBERTA_V3_SMALL, wordpiece  # noqa: E402
 
 DATA = Path(os.environ.get("DEMO_DATA", ROOT.parent / "shared" / "data")) / "usppm"
-# microsoft/deberta-v3-small's config.json (the architecture, not the weights).
-DEBERTA_V3_SMALL = dict(
-    vocab_size=128100,
-    hidden_size=768,
-    num_hidden_layers=6,
-    num_attention_heads=12,
-    intermediate_size=3072,
-    hidden_act="gelu",
-    hidden_dropout_prob=0.1,
-    attention_probs_dropout_prob=0.1,
-    max_position_embeddings=512,
-    type_vocab_size=0,
-    initializer_range=0.02,
-    layer_norm_eps=1e-7,
-    relative_attention=True,
-    max_relative_positions=-1,
-    position_buckets=256,
-    norm_rel_ebd="layer_norm",
-    share_att_key=True,
-    pos_att_type=["p2c", "c2p"],
-    position_biased_input=False,
-    pad_token_id=0,
-)
-
-
-def tokenizer_for(texts: list[str]):
-    """A WordPiece tokenizer trained on `texts`, as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(
-        texts, trainers.WordPieceTrainer(vocab_size=8000, special_tokens=special)
-    )
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=512,
-    )
 
 
 def timed(fn) -> tuple[float, np.ndarray]:
@@ -107,22 +60,24 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from transformers import AutoModelForSequenceClassification, DebertaV2Config, pipeline
 
-    df = ps.read_pairs(DATA / "train.csv")
-    titles = ps.read_cpc(DATA / "cpc_titles.csv")
+    df = data.read_pairs(DATA / "train.csv")
+    titles = data.read_cpc(DATA / "cpc_titles.csv")
 
     # The course's rule: know what a simple baseline gets, on the same held-out anchors.
-    tr, va = ps.split_by_anchor(df.anchor.tolist(), 0.25, seed=42)
-    baseline = ps.baseline_pearson(df.iloc[tr], df.iloc[va])
+    tr, va = data.split_by_anchor(df.anchor.tolist(), 0.25, seed=42)
+    baseline = data.baseline_pearson(df.iloc[tr], df.iloc[va])
 
     sample = df.sample(n=args.pairs, random_state=0)
-    tokenizer = tokenizer_for(
-        pd.concat([df.anchor, df.target]).tolist() + [t.lower() for t in titles.values()]
+    tokenizer = wordpiece(
+        pd.concat([df.anchor, df.target]).tolist() + [t.lower() for t in titles.values()],
+        vocab_size=8000,
+        max_length=512,
     )
     torch.manual_seed(0)
     config = DebertaV2Config(**DEBERTA_V3_SMALL, num_labels=1, problem_type="regression")
     config.use_cpc_titles = not args.codes
     model = AutoModelForSequenceClassification.from_config(config).eval()
-    predictor = ps.Predictor(model, tokenizer, titles)
+    predictor = Predictor(model, tokenizer, titles)
     predictor.batch_size = args.batch_size
     texts = [
         predictor.text(a, t, c)[0] for a, t, c in sample[["anchor", "target", "context"]].values

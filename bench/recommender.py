@@ -26,14 +26,18 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models import recommender as rc  # noqa: E402
+from models.recommender.config import Recipe  # noqa: E402
+from models.recommender.data import Data, encode, load_data  # noqa: E402
+from models.recommender.export import save  # noqa: E402
+from models.recommender.serve import load  # noqa: E402
+from models.recommender.train import Trained, predict, scores, train  # noqa: E402
 
 GOAL_RMSE, GOAL_TRAIN_S, GOAL_REQUEST_MS = 0.895, 20.0, 20.0
 # Weight of the dot model in the ensemble: fixed (0.7-0.8 was best in exploratory runs on
 # seeds 0-2), not fitted on each validation set.
 ENSEMBLE_DOT = 0.8
 # The course notebook: 50 factors, 5 epochs of batch size 64, lr 5e-3, weight decay 0.1.
-FASTAI = rc.Recipe(factors=50, epochs=5, lr=5e-3, wd=0.1, bias_wd=0.1, bs=64)
+FASTAI = Recipe(factors=50, epochs=5, lr=5e-3, wd=0.1, bias_wd=0.1, bs=64)
 PUBLISHED = {  # RMSE on random 80/20 splits (5-fold CV) of ml-100k
     "fast.ai course DotProductBias (valid MSE 0.824)": 0.908,
     "Surprise SVD": 0.934,
@@ -41,46 +45,46 @@ PUBLISHED = {  # RMSE on random 80/20 splits (5-fold CV) of ml-100k
 }
 
 
-def run_seed(data: rc.Data, seed: int) -> dict[str, tuple[float, float, float]]:
+def run_seed(data: Data, seed: int) -> dict[str, tuple[float, float, float]]:
     """{model: (rmse, mae, train seconds)} for one split."""
     out, preds = {}, {}
     recipes = {
         "fast.ai recipe (baseline)": FASTAI,
-        "DotProductBias": rc.Recipe.default("dot"),
-        "EmbeddingNN": rc.Recipe.default("nn"),
+        "DotProductBias": Recipe.default("dot"),
+        "EmbeddingNN": Recipe.default("nn"),
     }
     for name, recipe in recipes.items():
         recipe.seed = seed
-        t = rc.train(recipe, data, progress=False)
+        t = train(recipe, data, progress=False)
         uix = {u: n for n, u in enumerate(t.users)}
         iix = {i: n for n, i in enumerate(t.items)}
-        u, i, r = rc.encode(data.valid, uix, iix)
-        preds[name] = rc.predict(t.model, u, i)
-        m = rc.scores(preds[name], r)
+        u, i, r = encode(data.valid, uix, iix)
+        preds[name] = predict(t.model, u, i)
+        m = scores(preds[name], r)
         out[name] = (m["rmse"], m["mae"], t.seconds)
         print(f"  seed {seed}  {name:<28} rmse {m['rmse']:.4f}  {t.seconds:5.1f} s", flush=True)
         if name == "DotProductBias":
             out["_dot"] = t  # kept for the request benchmark
     blend = ENSEMBLE_DOT * preds["DotProductBias"] + (1 - ENSEMBLE_DOT) * preds["EmbeddingNN"]
-    m = rc.scores(blend, r)
+    m = scores(blend, r)
     seconds = out["DotProductBias"][2] + out["EmbeddingNN"][2]
     out[f"Ensemble {ENSEMBLE_DOT:g}·dot + {1 - ENSEMBLE_DOT:g}·nn"] = (m["rmse"], m["mae"], seconds)
     return out
 
 
-def request_times(trained: rc.Trained, reps: int = 200) -> tuple[float, float]:
+def request_times(trained: Trained, reps: int = 200) -> tuple[float, float]:
     """Median milliseconds of fold-in alone and of a whole request (parse, fold-in, ranking,
     explanations, table) for a visitor with 10 ratings."""
     with tempfile.TemporaryDirectory() as tmp:
-        rc.save(trained, tmp, rc.Recipe())
-        rec = rc.load(tmp)
+        save(trained, tmp, Recipe())
+        rec = load(tmp)
     rng = np.random.default_rng(0)
     ratings = [(rec.titles[i], int(rng.integers(1, 6))) for i in rec.popular[:200:20]]
     items, stars = rec.parse(ratings)
     fold, full = [], []
     for _ in range(reps):
         start = time.perf_counter()
-        rec.fold_in(items, stars)
+        rec.taste.fold_in(items, stars)
         fold.append(time.perf_counter() - start)
         start = time.perf_counter()
         rec.recommend(ratings, n=10)
@@ -99,7 +103,7 @@ def main() -> None:
     results: dict[str, list[tuple[float, float, float]]] = {}
     dot = None
     for seed in range(args.seeds):
-        data = rc.load_data(args.data, valid_pct=0.2, seed=seed)
+        data = load_data(args.data, valid_pct=0.2, seed=seed)
         for name, value in run_seed(data, seed).items():
             if name == "_dot":
                 dot = value

@@ -69,8 +69,10 @@ def main() -> None:
     for name, xs in [("process start -> first 200", starts), ("import app.py", imports)]:
         print(f"{name:<28}{statistics.median(xs):>8.2f}{min(xs):>8.2f}{max(xs):>8.2f}")
     verdict = "met" if statistics.median(starts) < 5 else "NOT met"
-    print(f"goal first 200 < 5 s: {verdict}; share of start-up spent importing app.py: "
-          f"{statistics.median(imports) / statistics.median(starts):.0%}")
+    print(
+        f"goal first 200 < 5 s: {verdict}; share of start-up spent importing app.py: "
+        f"{statistics.median(imports) / statistics.median(starts):.0%}"
+    )
 
 
 if __name__ == "__main__":

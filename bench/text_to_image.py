@@ -26,9 +26,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dataclasses import replace  # noqa: E402
+
 import torch  # noqa: E402
 
 from models import text_to_image as t2i  # noqa: E402
+from models.text_to_image.pipeline import SCHEDULERS, _previewer  # noqa: E402
+from models.text_to_image.settings import GRID_SCALES, Settings  # noqa: E402
+from tests.factories import sd15, tiny_sd  # noqa: E402
 
 
 def race(runs: dict[str, Callable[[], object]], reps: int, sync: bool = False) -> dict:
@@ -66,15 +71,12 @@ def table(title: str, rows: list[tuple], head: tuple) -> None:
 
 
 def cpu(reps: int, steps: int, size: int) -> None:
-
-    from tests.test_text_to_image import build_tiny_pipeline
-
-    folder = build_tiny_pipeline(Path(tempfile.mkdtemp(prefix="bench-sd-")))
+    folder = tiny_sd(Path(tempfile.mkdtemp(prefix="bench-sd-")))
     os.environ["DEMO_DEVICE"] = "cpu"
     model = t2i.load(folder)
     pipe = model.pipe  # plain diffusers calls on the very same modules
-    cls, options = t2i.SCHEDULERS["DPM++ 2M Karras"]
-    settings = t2i.Settings("a red cube on a table", steps=steps, width=size, height=size, seed=1)
+    cls, options = SCHEDULERS["DPM++ 2M Karras"]
+    settings = Settings("a red cube on a table", steps=steps, width=size, height=size, seed=1)
 
     def plain(guidance: float = 7.5) -> object:
         pipe.scheduler = cls.from_config(model._scheduler_config, **options)
@@ -107,7 +109,7 @@ def cpu(reps: int, steps: int, size: int) -> None:
 
     # What the wrapper adds to a run, timed alone (steadier than the difference of two runs)
     gens = [torch.Generator().manual_seed(1)]
-    on_step = t2i._previewer(None, None, 0.5, 0.0)
+    on_step = _previewer(None, None, 0.5, 0.0)
     parts = race(
         {
             "check the settings (incl. tokenizing)": lambda: model.check(settings),
@@ -125,13 +127,13 @@ def cpu(reps: int, steps: int, size: int) -> None:
     rows.append((f"total: {added / base:.2%} of a plain run -> ratio {1 + added / base:.3f}", ""))
     table("What the wrapper adds per image (best of many)", rows, ("part", "ms"))
 
-    scales = list(t2i.GRID_SCALES)
+    scales = list(GRID_SCALES)
     k = len(scales)
     t = race(
         {
             f"{k} separate plain pipeline runs": lambda: [plain(g) for g in scales],
             f"{k} separate runs of ours": lambda: [
-                model.generate(t2i.replace(settings, guidance=g)) for g in scales
+                model.generate(replace(settings, guidance=g)) for g in scales
             ],
             "one batched grid loop (ours)": lambda: model.guidance_grid(settings, scales),
         },
@@ -146,85 +148,6 @@ def cpu(reps: int, steps: int, size: int) -> None:
 
 
 # --- GPU: full-size SD-1.5 architecture, random weights ----------------------------------------
-
-
-def build_sd15(folder: Path) -> Path:
-    """SD-1.5's architecture (UNet 860M, VAE, CLIP ViT-L/14 text encoder, safety checker) with
-    random weights, saved in diffusers layout. The tokenizer is the tests' byte-level one."""
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline
-    from diffusers import UNet2DConditionModel as UNet
-    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
-    from transformers import (
-        CLIPConfig,
-        CLIPImageProcessor,
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTokenizer,
-    )
-
-    from tests.test_text_to_image import byte_vocab
-
-    vocab = byte_vocab()
-    unet = UNet(
-        sample_size=64,
-        cross_attention_dim=768,
-        attention_head_dim=8,
-        layers_per_block=2,
-        block_out_channels=(320, 640, 1280, 1280),
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2,
-        latent_channels=4,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        sample_size=512,
-    )
-    text = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            bos_token_id=len(vocab) - 2,
-            eos_token_id=len(vocab) - 1,
-        )
-    )
-    vision = {
-        "hidden_size": 1024,
-        "intermediate_size": 4096,
-        "num_hidden_layers": 24,
-        "num_attention_heads": 16,
-        "patch_size": 14,
-        "image_size": 224,
-    }
-    checker = StableDiffusionSafetyChecker(
-        CLIPConfig(text_config={"hidden_size": 768}, vision_config=vision, projection_dim=768)
-    )
-    scheduler = PNDMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        skip_prk_steps=True,
-        steps_offset=1,
-        set_alpha_to_one=False,
-    )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text,
-        tokenizer=CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77),
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=checker,
-        feature_extractor=CLIPImageProcessor(crop_size=224, size=224),
-    )
-    pipe.save_pretrained(folder)
-    return folder
 
 
 def unet_flops(pipe, size: int = 512) -> float:
@@ -255,7 +178,7 @@ def steps_per_second(run: Callable[[Callable], object]) -> float:
 def gpu(reps: int, peak_tflops: float) -> None:
     from diffusers import StableDiffusionPipeline
 
-    folder = build_sd15(Path(tempfile.mkdtemp(prefix="bench-sd15-")))
+    folder = sd15(Path(tempfile.mkdtemp(prefix="bench-sd15-")))
     prompt = "a photograph of an astronaut riding a horse"
     rows = []
 
@@ -278,12 +201,12 @@ def gpu(reps: int, peak_tflops: float) -> None:
         os.environ["DEMO_SD_COMPILE"] = "1" if compiled else "0"
         start = time.perf_counter()
         model = t2i.load(folder)
-        settings = t2i.Settings(prompt, scheduler="PNDM", seed=1)
+        settings = Settings(prompt, scheduler="PNDM", seed=1)
 
         def ours(steps: int, callback=None, model=model, settings=settings):
             if callback is None:
-                return model.generate(t2i.replace(settings, steps=steps))
-            model._ready(t2i.replace(settings, steps=steps))  # what generate does first
+                return model.generate(replace(settings, steps=steps))
+            model._ready(replace(settings, steps=steps))  # what generate does first
             return model.pipe(
                 prompt,
                 num_inference_steps=steps,

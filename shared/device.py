@@ -48,7 +48,9 @@ def dtype(dev: torch.device | None = None) -> torch.dtype:
     return torch.float32
 
 
-def gpu(duration: int | Callable[..., int] = 60) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def gpu(
+    duration: int | Callable[..., int] = 60,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """`spaces.GPU(duration=...)` on a ZeroGPU Space; a no-op everywhere else."""
     try:
         import spaces  # the PyPI ZeroGPU helper, never our spaces/ folder

@@ -45,7 +45,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = None if required else f.default
         help_ = f.metadata.get("help", "")
-        if default not in (None, False, True) and not required:
+        if not required and default is not None and not isinstance(default, bool):
             help_ = f"{help_} (default: {default})" if help_ else f"default: {default}"
         kwargs: dict[str, Any] = {"help": help_, "dest": f.name}
         if tp is bool:

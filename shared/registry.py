@@ -90,13 +90,11 @@ def default_repo(s: Spec) -> str:
 
 
 def _looks_like_path(value: str) -> bool:
-    first = value.split("/", 1)[0]
     return (
         value.startswith(("/", ".", "~"))
         or "\\" in value
         or value.count("/") > 1
         or Path(value).exists()
-        or ("/" in value and Path(first).is_dir())  # "out/pets-typo" when out/ is local
     )
 
 
@@ -174,9 +172,12 @@ def resolve(
             f"commit.{fix}"
         ) from None
     except RepositoryNotFoundError:
+        # "out/pets-typo" with a local out/: most likely a mistyped folder
+        local = f" There is no folder {repo} here either." if Path(repo).parent.is_dir() else ""
         raise ModelError(
             f"{what}: the repository was not found on the Hub (or it is private and HF_TOKEN "
-            f"is not set). Push one with `python -m shared.cli push FOLDER --repo {repo}`.{fix}"
+            f"is not set).{local} Push one with `python -m shared.cli push FOLDER --repo "
+            f"{repo}`.{fix}"
         ) from None
     except LocalEntryNotFoundError:
         if offline():

@@ -12,7 +12,6 @@ from pathlib import Path
 from types import ModuleType
 
 import gradio as gr
-
 from huggingface_hub import metadata_load
 
 from shared import registry

@@ -245,6 +245,29 @@ def write_movielens(folder: Path) -> Path:
     return folder
 
 
+def tiny_recommender(folder: Path, recipe=None, *, card: bool = True):
+    """A recommender trained on `synthetic_ratings` (a random 80/20 split, seed 0; seconds on a
+    CPU), saved in Hub layout with its model card: what `train recommender` writes. Returns the
+    `Trained` model (its `.data` is the split)."""
+    import tempfile
+
+    from models.recommender.config import Recipe
+    from models.recommender.data import load_data
+    from models.recommender.export import save, write_card
+    from models.recommender.train import train
+
+    recipe = recipe or Recipe(factors=8, epochs=30, lr=3e-2, wd=1.0, bs=1024, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "ratings.csv"
+        synthetic_ratings().to_csv(csv, index=False)
+        data = load_data(csv, valid_pct=0.2, seed=0)
+    trained = train(recipe, data, progress=False)
+    save(trained, folder, recipe)
+    if card:
+        write_card(Path(folder), recipe, trained, None)
+    return trained
+
+
 # --- Stable Diffusion -------------------------------------------------------------------------
 
 

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard, SpaceCard
 from safetensors.torch import load_file, save_file
 
 from shared import hub as hubio
 from shared import registry
-from shared.registry import Model, ModelError
+from shared.errors import ModelError, UserError
+from shared.registry import Spec
 
 LOADS: list[Path] = []
 
@@ -28,18 +30,17 @@ def load_tiny(folder: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture
 def tiny(monkeypatch: pytest.MonkeyPatch) -> str:
     """A registry entry 'tiny' whose loader reads one safetensors file."""
-    spec = Model(
+    spec = Spec(
         name="tiny",
         task="test",
         repo="tests/not-pushed-yet",
         revision="main",
         files=("config.json", "model.safetensors"),
-        loader="tests.test_hub:load_tiny",
+        load=load_tiny,
         space="none",
         description="a test model",
     )
-    monkeypatch.setitem(registry.MODELS, "tiny", spec)
-    monkeypatch.setitem(registry._locks, "tiny", threading.Lock())
+    monkeypatch.setitem(registry.specs(), "tiny", spec)
     LOADS.clear()
     registry.unload("tiny")
     yield "tiny"
@@ -121,8 +122,9 @@ def test_offline_with_cold_cache_says_what_to_do(tmp_path, repo_id, tiny, use_mo
     with pytest.raises(ModelError) as e:
         registry.load(tiny)
     assert "not in the local cache" in str(e.value)
-    assert "HF_HUB_OFFLINE" in str(e.value)
-    assert "python -m shared.cli pull tiny" in str(e.value)
+    assert "HF_HUB_OFFLINE is set: unset it and run `python -m shared.cli pull tiny`" in str(
+        e.value
+    )
     assert not registry.is_cached(tiny)
 
 
@@ -173,13 +175,38 @@ def test_unknown_model_name():
 def test_env_override_forms(tmp_path, monkeypatch):
     var = registry.env_var("pets-classifier")
     assert var == "DEMO_MODEL_PETS_CLASSIFIER"
-    assert registry.source("pets-classifier") == (registry.MODELS["pets-classifier"].repo, "main")
+    assert registry.source("pets-classifier") == ("tests/pets-convnext-tiny", "main")
     monkeypatch.setenv(var, "me/pets")
     assert registry.source("pets-classifier") == ("me/pets", "main")
     monkeypatch.setenv(var, "me/pets@v2")
     assert registry.source("pets-classifier") == ("me/pets", "v2")
     monkeypatch.setenv(var, str(tmp_path))
     assert registry.source("pets-classifier") == (str(tmp_path.resolve()), None)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("/no/such/folder", "folder /no/such/folder was not found"),
+        ("./out/pets-typo", "folder ./out/pets-typo was not found"),
+        ("~/models/pets", "folder ~/models/pets was not found"),
+        ("a/b/c", "folder a/b/c was not found"),
+        ("not a repo!", "neither a local folder nor a Hub repo id"),
+    ],
+)
+def test_a_mistyped_folder_is_not_taken_for_a_repo(tmp_path, monkeypatch, value, message):
+    monkeypatch.setenv(registry.env_var("pets-classifier"), value)
+    with pytest.raises(ModelError, match=message):
+        registry.fetch("pets-classifier")
+    (tmp_path / "out").mkdir()  # "out/typo" with a local out/: the message says both
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(registry.env_var("pets-classifier"), "out/typo")
+    with pytest.raises(ModelError, match="not found on the Hub.*no folder out/typo here"):
+        registry.fetch("pets-classifier")
+    file = tmp_path / "weights.safetensors"
+    file.write_bytes(b"")
+    with pytest.raises(ModelError, match="is a file, not a model folder"):
+        registry.parse(str(file))
 
 
 def test_every_model_fetches_safetensors_only():
@@ -191,8 +218,8 @@ def test_every_model_fetches_safetensors_only():
         "model.pt",
         "text_encoder/pytorch_model.bin",
     ]
-    for spec in registry.MODELS.values():
-        patterns = spec.files() if callable(spec.files) else spec.files
+    for spec in registry.specs().values():
+        patterns = spec.patterns()
         assert any(
             fnmatch(f, p)
             for p in patterns
@@ -217,7 +244,8 @@ def test_model_card_has_hub_metadata(tmp_path):
         training="One epoch frozen, then two unfrozen.",
         usage='timm.create_model("hf-hub:me/tiny", pretrained=True)',
     )
-    front, body = hubio.split_front_matter(path.read_text())
+    card = ModelCard.load(path)
+    front, body = card.data.to_dict(), card.text
     assert front["library_name"] == "timm" and front["pipeline_tag"] == "image-classification"
     assert front["base_model"] == "timm/resnet18.a1_in1k" and front["license"] == "apache-2.0"
     assert "vision" in front["tags"] and front["datasets"] == ["timm/oxford-iiit-pet"]
@@ -226,7 +254,7 @@ def test_model_card_has_hub_metadata(tmp_path):
     assert "How to use" in body and "hf-hub:me/tiny" in body and "0.9300" in body
 
 
-def test_deploy_space_uploads_the_right_tree(hub, repo_id):
+def test_deploy_space_uploads_the_right_tree(hub, repo_id, tmp_path):
     commit = hubio.deploy("image_classifier", repo_id)
     files = hub.files(repo_id, commit, type_="space")
     assert "app.py" in files and "requirements.txt" in files
@@ -234,7 +262,9 @@ def test_deploy_space_uploads_the_right_tree(hub, repo_id):
     assert not any("__pycache__" in p or p.startswith(("tests/", "spaces/")) for p in files)
     root = Path(__file__).resolve().parents[1]
     assert files["app.py"] == (root / "spaces/image_classifier/app.py").read_bytes()
-    front, _ = hubio.split_front_matter(files["README.md"].decode())
+    readme = Path(tmp_path) / "README.md"
+    readme.write_bytes(files["README.md"])
+    front = SpaceCard.load(readme).data.to_dict()
     import gradio
 
     assert front["sdk"] == "gradio" and front["sdk_version"] == gradio.__version__
@@ -245,5 +275,5 @@ def test_deploy_space_uploads_the_right_tree(hub, repo_id):
 
 
 def test_deploy_unknown_space():
-    with pytest.raises(ValueError, match="No Space 'nope'"):
+    with pytest.raises(UserError, match="No Space 'nope'"):
         hubio.deploy("nope", "tests/x")

@@ -10,11 +10,9 @@ from __future__ import annotations
 import io
 import json
 import re
-import struct
 import subprocess
 import sys
 import threading
-import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -22,71 +20,33 @@ import numpy as np
 import pytest
 import timm
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from safetensors.torch import load_file
 
-from models import image_classifier as ic
+from models.image_classifier.config import TrainConfig
+from models.image_classifier.data import Items, find_items, split
+from models.image_classifier.export import export
+from models.image_classifier.images import read_image
+from models.image_classifier.lr_find import suggest_lr
+from models.image_classifier.predict import load
+from models.image_classifier.train import freeze, param_groups, train
 from shared import registry
+from shared.errors import ModelError, UserError
+from tests.factories import COLOURS, colour_photos, draw, png_bomb
 
 ROOT = Path(__file__).resolve().parents[1]
-COLOURS = {"blue": (60, 80, 200), "green": (60, 170, 70), "red": (200, 60, 60)}
 # One recipe for the CLI run and the resume run, so that their weights can be compared.
 RECIPE = dict(arch="test_resnet", epochs=4, freeze_epochs=1, lr=1e-2, size=32, bs=16, workers=0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two cores shared by many processes: one torch thread avoids oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def draw(colour: tuple[int, int, int], rng: np.random.Generator, side: int = 40) -> Image.Image:
-    a = np.clip(np.array(colour) + rng.normal(0, 25, (side, side, 3)), 0, 255).astype(np.uint8)
-    im = Image.fromarray(a)
-    d = ImageDraw.Draw(im)
-    for _ in range(2):  # distractors: squares of any colour
-        x, y = rng.integers(0, side - 10, 2)
-        r = rng.integers(6, 14)
-        d.rectangle([x, y, x + r, y + r], fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
-    return im
-
-
-def png_bomb(path: Path, w: int, h: int, *, real: bool = True) -> Path:
-    """A grayscale PNG of w×h black pixels written without ever holding them in memory.
-    real=False: a valid header followed by garbage, which no decoder gets through."""
-    comp = zlib.compressobj(1)
-    rows = b"\0" * ((w + 1) * 250)
-    if real:
-        data = b"".join(comp.compress(rows) for _ in range(h // 250)) + comp.flush()
-    else:
-        data = b"not deflate data"
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(tag + body)
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", crc)
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
-    )
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """40 images per class, plus what a real folder has: junk, broken files, an empty class."""
-    root = tmp_path_factory.mktemp("colours")
-    rng = np.random.default_rng(0)
-    for name, colour in COLOURS.items():
-        (root / name).mkdir()
-        for i in range(40):
-            draw(colour, rng).save(root / name / f"{name}_{i}.png")
+    root = colour_photos(tmp_path_factory.mktemp("colours"), per_class=40, side=40, seed=0)
     (root / "red" / "broken.jpg").write_text("not a photo")
     buf = io.BytesIO()
-    draw(COLOURS["green"], rng, 64).save(buf, "JPEG")
+    draw(COLOURS["green"], np.random.default_rng(0), 64).save(buf, "JPEG")
     (root / "green" / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     (root / "blue" / "notes.txt").write_text("labels are folder names")
     (root / "empty").mkdir()
@@ -99,10 +59,21 @@ def bad(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bad")
     rng = np.random.default_rng(1)
     photo = draw(COLOURS["red"], rng, 64)
-    files = {name: root / name for name in (
-        "text.jpg", "empty.png", "truncated.jpg", "one_pixel.png", "cmyk.jpg", "gray16.png",
-        "rgba.png", "palette.gif", "animated.gif", "gray.png",
-    )}
+    files = {
+        name: root / name
+        for name in (
+            "text.jpg",
+            "empty.png",
+            "truncated.jpg",
+            "one_pixel.png",
+            "cmyk.jpg",
+            "gray16.png",
+            "rgba.png",
+            "palette.gif",
+            "animated.gif",
+            "gray.png",
+        )
+    }
     files["text.jpg"].write_text("hello, I am not an image")
     files["empty.png"].write_bytes(b"")
     buf = io.BytesIO()
@@ -162,22 +133,22 @@ def trained(data, tmp_path_factory) -> dict:
 def test_read_image_converts_or_refuses_clearly(bad, name):
     problem = EXPECTED[name]
     if problem is None:
-        image, note = ic.read_image(bad[name])
+        image, note = read_image(bad[name])
         assert image.mode == "RGB" and image.size == (64, 64)
         assert (note is not None) == (name == "animated.gif")
         if name != "palette.gif":  # the first frame of the red photo stays red
             r, g, b = np.asarray(image, dtype=float).reshape(-1, 3).mean(0)
             assert (r > g and r > b) or name.startswith("gray")
     else:
-        with pytest.raises(ValueError, match=re.escape(problem)):
-            ic.read_image(bad[name])
+        with pytest.raises(UserError, match=re.escape(problem)):
+            read_image(bad[name])
 
 
 def test_sixteen_bit_and_transparency_keep_their_tones(bad):
-    gray16, _ = ic.read_image(bad["gray16.png"])
-    gray8, _ = ic.read_image(bad["gray.png"])
+    gray16, _ = read_image(bad["gray16.png"])
+    gray8, _ = read_image(bad["gray.png"])
     assert np.abs(np.asarray(gray16, float) - np.asarray(gray8, float)).max() <= 1  # not clipped
-    rgba, _ = ic.read_image(bad["rgba.png"])
+    rgba, _ = read_image(bad["rgba.png"])
     assert np.asarray(rgba).mean() > np.asarray(gray8).mean()  # half transparent over white
 
 
@@ -185,11 +156,12 @@ def test_decompression_bomb_is_refused_without_allocating(bad):
     code = f"""
 import resource, sys
 sys.path.insert(0, {str(ROOT)!r})
-from models.image_classifier import read_image
+from models.image_classifier.images import read_image
+from shared.errors import UserError
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
     read_image({str(bad["bomb.png"])!r})
-except ValueError as e:
+except UserError as e:
     print("refused:", e)
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
 """
@@ -207,36 +179,36 @@ def test_folders_csv_file_names_and_species(tmp_path):
     for name in ("Bengal_1.jpg", "Bengal_2.jpg", "great_pyrenees_10.jpg", "README.txt"):
         (tmp_path / "flat").mkdir(exist_ok=True)
         (tmp_path / "flat" / name).write_bytes(b"x")
-    items = ic.find_items(tmp_path / "flat")  # no class folders: labels from file names
+    items = find_items(tmp_path / "flat")  # no class folders: labels from file names
     assert sorted(items.labels) == ["Bengal", "Bengal", "great_pyrenees"]
     assert items.skipped == {"not an image file": ["README.txt"]}
-    species = ic.find_items(tmp_path / "flat", labels="species")
+    species = find_items(tmp_path / "flat", labels="species")
     assert Counter(species.labels) == {"cat": 2, "dog": 1}
 
-    for split, label in [("train", "cat"), ("train", "dog"), ("valid", "cat"), ("valid", "dog")]:
-        (tmp_path / "split" / split / label).mkdir(parents=True)
-        (tmp_path / "split" / split / label / "a.jpg").write_bytes(b"x")
-    items = ic.find_items(tmp_path / "split")
+    for part, label in [("train", "cat"), ("train", "dog"), ("valid", "cat"), ("valid", "dog")]:
+        (tmp_path / "split" / part / label).mkdir(parents=True)
+        (tmp_path / "split" / part / label / "a.jpg").write_bytes(b"x")
+    items = find_items(tmp_path / "split")
     assert items.valid == [False, False, True, True] and items.labels == ["cat", "dog"] * 2
-    assert ic.split(items) == ([0, 1], [2, 3])  # the given split wins over valid_pct
+    assert split(items) == ([0, 1], [2, 3])  # the given split wins over valid_pct
 
     (tmp_path / "labels.csv").write_text(
         "file,kind,is_valid\nflat/Bengal_1.jpg,cat,False\nflat/great_pyrenees_10.jpg,dog,True\n"
     )
-    items = ic.find_items(
+    items = find_items(
         tmp_path / "labels.csv", path_col="file", label_col="kind", split_col="is_valid"
     )
     assert items.labels == ["cat", "dog"] and items.valid == [False, True]
-    with pytest.raises(ValueError, match="no column 'label'"):
-        ic.find_items(tmp_path / "labels.csv", path_col="file")
+    with pytest.raises(UserError, match="no column 'label'"):
+        find_items(tmp_path / "labels.csv", path_col="file")
 
 
 def test_split_is_seeded_and_stratified():
-    items = ic.Items([Path(f"{i}.jpg") for i in range(50)], ["a"] * 40 + ["b"] * 10)
-    train, valid = ic.split(items, 0.2, seed=1)
-    assert ic.split(items, 0.2, seed=1) == (train, valid) != ic.split(items, 0.2, seed=2)
+    items = Items([Path(f"{i}.jpg") for i in range(50)], ["a"] * 40 + ["b"] * 10)
+    train_idx, valid = split(items, 0.2, seed=1)
+    assert split(items, 0.2, seed=1) == (train_idx, valid) != split(items, 0.2, seed=2)
     assert Counter(items.labels[i] for i in valid) == {"a": 8, "b": 2}
-    assert sorted(train + valid) == list(range(50))
+    assert sorted(train_idx + valid) == list(range(50))
 
 
 def test_a_single_class_is_a_clear_error(tmp_path, capsys):
@@ -278,7 +250,7 @@ def test_training_learns_and_writes_a_hub_folder(trained):
 
 def test_timm_loads_the_pushed_repo_with_identical_logits(trained, hub):
     from_hub = timm.create_model(f"hf-hub:{trained['repo']}", pretrained=True).eval()
-    local = ic.load(trained["out"])
+    local = load(trained["out"])
     assert from_hub.pretrained_cfg["label_names"] == local.labels == ["blue", "green", "red"]
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
@@ -293,20 +265,24 @@ def test_resume_after_interruption_loses_no_epoch(data, trained, tmp_path):
         if record["epoch"] == 2:
             raise KeyboardInterrupt
 
-    cfg = ic.TrainConfig(data=data, out=tmp_path, pretrained=False, **RECIPE)
+    cfg = TrainConfig(data=data, out=tmp_path, pretrained=False, **RECIPE)
     with pytest.raises(KeyboardInterrupt):
-        ic.train(cfg, callback=stop_after_two)
+        train(cfg, callback=stop_after_two)
     state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
     assert state["epoch"] == 2 and not (tmp_path / "model.safetensors").exists()
 
-    with pytest.raises(ValueError, match="other settings.*epochs 4 -> 5"):
-        ic.train(ic.TrainConfig(data=data, out=tmp_path, pretrained=False, resume=True,
-                                **{**RECIPE, "epochs": 5}))
+    with pytest.raises(UserError, match="other settings.*epochs 4 -> 5"):
+        train(
+            TrainConfig(
+                data=data, out=tmp_path, pretrained=False, resume=True, **{**RECIPE, "epochs": 5}
+            )
+        )
     cfg.resume = True
-    ic.train(cfg, callback=stop_after_two)
+    train(cfg, callback=stop_after_two)
     assert seen == [1, 2, 3, 4, 5]  # epochs 3-5 only after the resume
-    resumed, uninterrupted = load_file(tmp_path / "model.safetensors"), load_file(
-        trained["out"] / "model.safetensors"
+    resumed, uninterrupted = (
+        load_file(tmp_path / "model.safetensors"),
+        load_file(trained["out"] / "model.safetensors"),
     )
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
 
@@ -319,10 +295,10 @@ def test_gradient_accumulation_runs_each_one_cycle_schedule_to_its_end(data, tmp
         used.append(self.param_groups[-1]["lr"])
         return original(self, *args, **kwargs)
 
-    cfg = ic.TrainConfig(data=data, out=tmp_path, pretrained=False, **{**RECIPE, "accum": 4})
+    cfg = TrainConfig(data=data, out=tmp_path, pretrained=False, **{**RECIPE, "accum": 4})
     torch.optim.AdamW.step = step
     try:
-        ic.train(cfg)
+        train(cfg)
     finally:
         torch.optim.AdamW.step = original
     # 96 images in 6 batches of 16: 2 updates per epoch (after 4 batches, and at the end)
@@ -339,7 +315,7 @@ def test_lr_find_cli_suggests_learning_rates_and_plots(data, tmp_path, capsys):
     args += [str(tmp_path), "--arch", "test_resnet", "--size", "32", "--bs", "16", "--workers", "0"]
     assert main([*args, "--num-it", "40"]) == 0
     out = capsys.readouterr().out
-    result = json.loads(out[out.index("{"):])
+    result = json.loads(out[out.index("{") :])
     for key in ("valley", "minimum", "steep"):
         assert 1e-7 <= result[key] <= 10, key
     assert Path(result["plot"]) == tmp_path / "lr_find.png" and Path(result["plot"]).stat().st_size
@@ -348,7 +324,7 @@ def test_lr_find_cli_suggests_learning_rates_and_plots(data, tmp_path, capsys):
 def test_suggest_lr_finds_the_valley():
     lrs = list(np.logspace(-6, 0, 60))
     losses = [2.0] * 20 + list(np.linspace(2.0, 0.5, 25)) + list(np.linspace(0.5, 4, 15))
-    result = ic.suggest_lr(lrs, losses)
+    result = suggest_lr(lrs, losses)
     assert lrs[20] < result["valley"] < lrs[44]  # inside the falling stretch
     assert result["minimum"] == pytest.approx(lrs[44] / 10)
 
@@ -366,12 +342,12 @@ def test_evaluate_cli_reports_on_the_pushed_model(data, trained, tmp_path, capsy
 
 def test_freeze_and_discriminative_learning_rates():
     model = timm.create_model("resnet18", num_classes=3)
-    ic.freeze(model)
+    freeze(model)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert {"fc.weight", "fc.bias", "bn1.weight", "layer4.1.bn2.bias"} <= trainable
     assert "conv1.weight" not in trainable and "layer4.1.conv2.weight" not in trainable
     model.requires_grad_(True)
-    groups = ic.param_groups(model, lr=1e-3, lr_mult=100, wd=0.01, frozen=False)
+    groups = param_groups(model, lr=1e-3, lr_mult=100, wd=0.01, frozen=False)
     lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     assert lr_of[id(model.conv1.weight)] == pytest.approx(1e-5)  # the stem: lr / 100
     assert lr_of[id(model.fc.weight)] == pytest.approx(1e-3)
@@ -383,7 +359,7 @@ def test_freeze_and_discriminative_learning_rates():
 
 
 def test_predictor_batch_tta_threshold(trained, data):
-    clf = ic.load(trained["out"])
+    clf = load(trained["out"])
     paths = [data / c / f"{c}_{i}.png" for c in COLOURS for i in (0, 1)]
     batch = clf.predict_batch(paths, k=2)
     one_by_one = [clf.predict(p, k=2) for p in paths]
@@ -400,8 +376,8 @@ def test_predictor_batch_tta_threshold(trained, data):
 
 
 def test_gradcam_hooks_the_last_feature_stage(trained, data):
-    clf = ic.load(trained["out"])
-    image, _ = ic.read_image(data / "red" / "red_3.png")
+    clf = load(trained["out"])
+    image, _ = read_image(data / "red" / "red_3.png")
     x = clf.transform(image)[None]
     _, cams = clf._gradcam(x)
 
@@ -427,8 +403,8 @@ def test_gradcam_hooks_the_last_feature_stage(trained, data):
 def test_course_architectures_export_load_and_explain(arch, tmp_path):
     model = timm.create_model(arch, num_classes=2)
     config = timm.data.resolve_data_config({"input_size": (3, 64, 64)}, model=model)
-    ic.export(model, tmp_path, ["cat", "dog"], config)
-    clf = ic.load(tmp_path)
+    export(model, tmp_path, ["cat", "dog"], config)
+    clf = load(tmp_path)
     assert clf.labels == ["cat", "dog"] and clf.size == (64, 64)
     photo = draw(COLOURS["green"], np.random.default_rng(2), 96)
     pred = clf.predict(photo, tta=True, cam=True)
@@ -436,11 +412,11 @@ def test_course_architectures_export_load_and_explain(arch, tmp_path):
 
 
 def test_loader_errors_are_model_errors(tmp_path):
-    with pytest.raises(registry.ModelError, match="no config.json"):
-        ic.load(tmp_path)
+    with pytest.raises(ModelError, match="no config.json"):
+        load(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet18"}))
-    with pytest.raises(registry.ModelError, match="no model.safetensors"):
-        ic.load(tmp_path)
+    with pytest.raises(ModelError, match="no model.safetensors"):
+        load(tmp_path)
 
 
 # --- the Space ------------------------------------------------------------------------------
@@ -532,26 +508,35 @@ def test_batched_classify_isolates_a_bad_image(space, data, bad):
 @pytest.mark.data
 def test_pets_labels_from_file_names_and_csv(data_dir):
     root = data_dir("images/oxford-pets-sample")
-    breeds = ic.find_items(root / "images", labels="filename")
+    breeds = find_items(root / "images", labels="filename")
     assert Counter(breeds.labels) == {"Abyssinian": 200, "Bengal": 200, "american_bulldog": 200}
-    species = ic.find_items(root / "images", labels="species")
+    species = find_items(root / "images", labels="species")
     assert Counter(species.labels) == {"cat": 400, "dog": 200}
-    rows = ic.find_items(root / "labels.csv", label_col="breed", split_col="split")
+    rows = find_items(root / "labels.csv", label_col="breed", split_col="split")
     assert len(rows.paths) == 600 and sum(rows.valid) == 298  # the "test" rows
 
 
 @pytest.mark.data
 def test_pets_training_end_to_end(data_dir, tmp_path):
     root = data_dir("images/oxford-pets-sample")
-    cfg = ic.TrainConfig(
-        data=root / "images", labels="filename", out=tmp_path, pretrained=False,
-        arch="test_resnet", epochs=3, lr=3e-3, size=48, bs=32, workers=0, examples=3,
+    cfg = TrainConfig(
+        data=root / "images",
+        labels="filename",
+        out=tmp_path,
+        pretrained=False,
+        arch="test_resnet",
+        epochs=3,
+        lr=3e-3,
+        size=48,
+        bs=32,
+        workers=0,
+        examples=3,
     )
-    metrics = ic.train(cfg)
+    metrics = train(cfg)
     history = json.loads((tmp_path / "metrics.json").read_text())["history"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]  # the loss falls
     assert metrics["n_train"] + metrics["n_valid"] == 600 and metrics["accuracy"] > 0.34
-    assert ic.load(tmp_path).labels == ["Abyssinian", "Bengal", "american_bulldog"]
+    assert load(tmp_path).labels == ["Abyssinian", "Bengal", "american_bulldog"]
 
 
 # --- in the browser -------------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """Patent phrase similarity: data, split, baseline, fine-tuning, Hub round trip, Space, bad input.
 
-A tokenizer is trained here on phrases this file writes, and the model is a tiny DeBERTa-v2 with
+A tokenizer is trained on phrases this file writes, and the model is a tiny DeBERTa-v2 with
 random weights, fine-tuned for one short epoch: seconds on a CPU.
 """
 
 from __future__ import annotations
 
 import json
-import random
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -15,111 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import patent_similarity as ps
+from models.patent_similarity import data, predict
+from models.patent_similarity.config import TrainConfig
+from models.patent_similarity.csv_scoring import CHUNK_ROWS, SAMPLE
+from models.patent_similarity.train import train
+from shared.errors import ModelError, UserError
+from tests.factories import TITLES, WORDS, deberta_base, synthetic_pairs
 
 NAME = "patent-similarity"
-WORDS = (  # noqa: SIM905 (a word list reads better as text)
-    "rotating shaft valve spring gear coil sensor battery cell lens mirror pump motor blade "
-    "wheel axle bearing clamp hinge filter nozzle magnet cable socket switch lever piston "
-    "chamber membrane coating adhesive layer fiber sheet panel frame bracket housing cover"
-).split()
-ADJ = "upper lower inner outer flexible rigid thin thick main auxiliary".split()  # noqa: SIM905
-# Our own short titles for the codes the synthetic data uses (format of the CPC table).
-TITLES = {
-    "A": "HUMAN NECESSITIES",
-    "A47": "FURNITURE; DOMESTIC ARTICLES OR APPLIANCES",
-    "A47C": "CHAIRS; SOFAS; BEDS",
-    "B32": "LAYERED PRODUCTS",
-    "F16": "ENGINEERING ELEMENTS AND UNITS",
-    "H04": "ELECTRIC COMMUNICATION TECHNIQUE",
-}
-CONTEXTS = ["A47", "B32", "F16", "H04"]
-
-
-def synthetic_pairs(n_anchors: int = 48, seed: int = 0) -> pd.DataFrame:
-    """Pairs whose score follows from word overlap, so even a tiny model can learn something."""
-    rng = random.Random(seed)
-    rows = []
-    anchors = list(dict.fromkeys(f"{rng.choice(ADJ)} {rng.choice(WORDS)}" for _ in range(400)))
-    for anchor in anchors[:n_anchors]:
-        adj, noun = anchor.split()
-        context = rng.choice(CONTEXTS)
-        other = rng.choice([w for w in WORDS if w != noun])
-        for target, score in [
-            (anchor, 1.0),
-            (f"{anchor}s", 1.0),
-            (f"{noun} {rng.choice(WORDS)}", 0.5),
-            (f"{rng.choice(ADJ)} {noun}", 0.5),
-            (f"{adj} {other}", 0.25),
-            (f"{rng.choice(ADJ)} {other}", 0.0),
-            (" ".join(rng.sample(WORDS, 2)), 0.0),
-            (f"{other} {rng.choice(WORDS)}", 0.0),
-        ]:
-            rows.append((anchor, target, context, score))
-    df = pd.DataFrame(rows, columns=["anchor", "target", "context", "score"])
-    df.insert(0, "id", [f"{i:08x}" for i in range(len(df))])
-    return df
-
-
-def tiny_base(folder: Path, texts: list[str]) -> Path:
-    """A local base "checkpoint": a tokenizer trained on `texts` and a tiny DeBERTa-v2 config."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import DebertaV2Config, PreTrainedTokenizerFast
-
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(
-        texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=special)
-    )
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=128,
-    )
-    config = DebertaV2Config(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        relative_attention=True,
-        position_buckets=16,
-        pos_att_type=["p2c", "c2p"],
-        norm_rel_ebd="layer_norm",
-        share_att_key=True,
-        position_biased_input=False,
-        type_vocab_size=0,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    config.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on shared cores idle-spinning threads make
-    them many times slower; restored after this module."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +40,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
         }
     ).to_csv(root / "cpc_titles.csv", index=False)
     texts = [
-        ps.TEMPLATE.format(context=c, target=t, anchor=a)
+        data.TEMPLATE.format(context=c, target=t, anchor=a)
         for a, t, c in zip(df.anchor, df.target, df.context, strict=True)
     ] + [t.lower() for t in TITLES.values()]
-    base = tiny_base(root / "base", texts)
+    base = deberta_base(root / "base", texts)
     return {"root": root, "data": root / "train.csv", "cpc": root / "cpc_titles.csv", "base": base}
 
 
@@ -147,23 +51,25 @@ def files(tmp_path_factory) -> dict[str, Path]:
 def trained(files) -> dict:
     """One short epoch of fine-tuning through the real Trainer, written in Hub layout."""
     out = files["root"] / "model"
-    metrics, log = ps.train(
-        files["data"],
-        files["cpc"],
-        out,
-        base=str(files["base"]),
-        epochs=1,
-        lr=3e-3,
-        batch_size=8,
-        use_cpc_titles=True,
-        seed=0,
+    metrics, log = train(
+        TrainConfig(
+            data=files["data"],
+            cpc=files["cpc"],
+            out=out,
+            base=str(files["base"]),
+            epochs=1,
+            lr=3e-3,
+            batch_size=8,
+            use_cpc_titles=True,
+            seed=0,
+        )
     )
     return {"out": out, "metrics": metrics, "log": log}
 
 
 @pytest.fixture(scope="module")
-def predictor(trained) -> ps.Predictor:
-    return ps.load(trained["out"])
+def predictor(trained) -> predict.Predictor:
+    return predict.load(trained["out"])
 
 
 # --- data, split, metric, baseline -----------------------------------------------------------
@@ -173,10 +79,10 @@ def test_pearson_matches_numpy():
     rng = np.random.default_rng(1)
     x = rng.random(500)
     y = 0.3 * x + rng.random(500)
-    assert ps.pearson(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
-    assert ps.pearson(x, -x) == pytest.approx(-1.0)
-    assert np.isnan(ps.pearson(x, np.ones_like(x)))
-    running = ps.RunningPearson()  # the streaming version, fed in uneven chunks
+    assert data.pearson(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
+    assert data.pearson(x, -x) == pytest.approx(-1.0)
+    assert np.isnan(data.pearson(x, np.ones_like(x)))
+    running = data.RunningPearson()  # the streaming version, fed in uneven chunks
     for lo, hi in [(0, 7), (7, 7), (7, 300), (300, 301), (301, 500)]:
         running.add(x[lo:hi], y[lo:hi])
     assert running.value == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
@@ -184,44 +90,44 @@ def test_pearson_matches_numpy():
 
 def test_split_keeps_anchors_on_one_side():
     df = synthetic_pairs(n_anchors=48)
-    tr, va = ps.split_by_anchor(df.anchor.tolist(), 0.25, seed=3)
+    tr, va = data.split_by_anchor(df.anchor.tolist(), 0.25, seed=3)
     assert len(tr) + len(va) == len(df) and not set(tr) & set(va)
     assert not set(df.anchor[tr]) & set(df.anchor[va])
     assert 0.05 < df.anchor[va].nunique() / df.anchor.nunique() < 0.5
     # Seeded and independent of row order and subset: evaluate finds what train held out.
-    again = ps.split_by_anchor(df.anchor.tolist(), 0.25, seed=3)[1]
+    again = data.split_by_anchor(df.anchor.tolist(), 0.25, seed=3)[1]
     assert np.array_equal(va, again)
     shuffled = df.sample(frac=0.5, random_state=1).reset_index(drop=True)
-    sub_va = ps.split_by_anchor(shuffled.anchor.tolist(), 0.25, seed=3)[1]
+    sub_va = data.split_by_anchor(shuffled.anchor.tolist(), 0.25, seed=3)[1]
     assert set(shuffled.anchor[sub_va]) == set(df.anchor[va]) & set(shuffled.anchor)
-    other = ps.split_by_anchor(df.anchor.tolist(), 0.25, seed=4)[1]
+    other = data.split_by_anchor(df.anchor.tolist(), 0.25, seed=4)[1]
     assert set(df.anchor[other]) != set(df.anchor[va])
-    with pytest.raises(ValueError, match="too few"):
-        ps.split_by_anchor(["only one"] * 5)
+    with pytest.raises(UserError, match="too few"):
+        data.split_by_anchor(["only one"] * 5)
 
 
 def test_baseline_sees_overlap():
     df = synthetic_pairs()
-    tr, va = ps.split_by_anchor(df.anchor.tolist(), 0.25, seed=0)
-    r = ps.baseline_pearson(df.iloc[tr], df.iloc[va])
+    tr, va = data.split_by_anchor(df.anchor.tolist(), 0.25, seed=0)
+    r = data.baseline_pearson(df.iloc[tr], df.iloc[va])
     assert 0.2 < r <= 1  # word overlap drives the synthetic scores
 
 
 def test_meaning_grid():
-    assert ps.meaning(0.97) == (1.0, "very close match")
-    assert ps.meaning(0.7) == (0.75, "close synonym")
-    assert ps.meaning(0.5) == (0.5, "synonym with different breadth")
-    assert ps.meaning(0.2) == (0.25, "somewhat related")
-    assert ps.meaning(0.05) == (0.0, "unrelated")
+    assert data.meaning(0.97) == (1.0, "very close match")
+    assert data.meaning(0.7) == (0.75, "close synonym")
+    assert data.meaning(0.5) == (0.5, "synonym with different breadth")
+    assert data.meaning(0.2) == (0.25, "somewhat related")
+    assert data.meaning(0.05) == (0.0, "unrelated")
 
 
 def test_read_pairs_rejects_bad_files(tmp_path):
     (tmp_path / "a.csv").write_text("anchor,target\nx,y\n")
-    with pytest.raises(ValueError, match="context, score"):
-        ps.read_pairs(tmp_path / "a.csv")
+    with pytest.raises(UserError, match="context, score"):
+        data.read_pairs(tmp_path / "a.csv")
     (tmp_path / "b.csv").write_text("anchor,target,context,score\nx,y,A47,2\n")
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        ps.read_pairs(tmp_path / "b.csv")
+    with pytest.raises(UserError, match="between 0 and 1"):
+        data.read_pairs(tmp_path / "b.csv")
 
 
 # --- fine-tuning ----------------------------------------------------------------------------
@@ -249,16 +155,16 @@ def test_training_lowers_the_loss_and_writes_a_hub_folder(trained):
     assert config["split"] == {"by": "anchor", "valid_frac": 0.25, "seed": 0}
 
 
-def test_cli_trains_pushes_and_evaluates(files, tmp_path, capsys, repo_id, use_model):
-    from shared import cli
+def test_cli_trains_pushes_and_evaluates(files, tmp_path, capsys, repo_id):
+    from shared import cli, registry
 
-    use_model(NAME, str(files["base"]))  # restores the model source and cache afterwards
     out = tmp_path / "cli-model"
     args = (
         f"--epochs 1 --batch-size 32 --lr 1e-3 --max-rows 300 --out {out} --push-to-hub {repo_id}"
     )
-    data = ["--data", str(files["data"]), "--cpc", str(files["cpc"]), "--base", str(files["base"])]
-    assert cli.main(["train", NAME, *data, *args.split()]) == 0, capsys.readouterr().err
+    inputs = ["--data", str(files["data"]), "--cpc", str(files["cpc"])]
+    inputs += ["--base", str(files["base"])]
+    assert cli.main(["train", NAME, *inputs, *args.split()]) == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_rows"] + metrics["valid_rows"] == 300
     assert f'repo = "{repo_id}"' in (out / "README.md").read_text()
@@ -266,12 +172,13 @@ def test_cli_trains_pushes_and_evaluates(files, tmp_path, capsys, repo_id, use_m
     # Evaluate the pushed model: the same held-out anchors, so the same rows and Pearson.
     argv = ["evaluate", NAME, "--data", str(files["data"]), "--model", repo_id, "--max-rows", "300"]
     assert cli.main(argv) == 0
+    assert registry.env_var(NAME) not in os.environ  # --model is resolved, not set for the registry
     printed = capsys.readouterr().out
     result = json.loads(printed[printed.index("{") :])
     assert result["rows"] == metrics["valid_rows"]
     assert result["pearson"] == pytest.approx(metrics["pearson"], abs=2e-3)
     assert result["baseline_pearson"] == pytest.approx(metrics["baseline_pearson"], abs=1e-4)
-    assert cli.main(["train", NAME, "--data", str(tmp_path / "nope.csv"), *data[2:]]) == 1
+    assert cli.main(["train", NAME, "--data", str(tmp_path / "nope.csv"), *inputs[2:]]) == 1
     assert "not found" in capsys.readouterr().err
 
 
@@ -297,7 +204,7 @@ def test_push_then_from_pretrained_gives_identical_scores(trained, predictor, re
         direct = [model(**tokenizer(t, return_tensors="pt")).logits.item() for t in texts]
     use_model(NAME, repo_id)
     loaded = registry.load(NAME)
-    assert isinstance(loaded, ps.Predictor) and loaded.use_titles
+    assert isinstance(loaded, predict.Predictor) and loaded.use_titles
     np.testing.assert_allclose(loaded.score_texts(texts), np.clip(direct, 0, 1), atol=1e-5)
     np.testing.assert_allclose(loaded.score_texts(texts), predictor.score_texts(texts), atol=1e-6)
 
@@ -305,8 +212,8 @@ def test_push_then_from_pretrained_gives_identical_scores(trained, predictor, re
 def test_loader_names_missing_files(trained, tmp_path):
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         (tmp_path / name).unlink(missing_ok=True)
-    with pytest.raises(ps.ModelError, match="model.safetensors"):
-        ps.load(tmp_path)
+    with pytest.raises(ModelError, match="model.safetensors"):
+        predict.load(tmp_path)
 
 
 # --- the predictor ---------------------------------------------------------------------------
@@ -314,7 +221,7 @@ def test_loader_names_missing_files(trained, tmp_path):
 
 def test_score_rank_and_batches_agree(predictor):
     one = predictor.score("upper valve", "upper valves", "F16")
-    assert 0 <= one.score <= 1 and one.meaning == ps.GRID[one.grid] and not one.notices
+    assert 0 <= one.score <= 1 and one.meaning == data.GRID[one.grid] and not one.notices
     targets = ["upper valves", "spring blade", "", "upper valves", "thin mirror"]
     ranked = predictor.rank("upper valve", "\n".join(targets), "F16 — ENGINEERING ELEMENTS")
     assert [r.target for r in sorted(ranked, key=lambda r: r.target)] == sorted(
@@ -358,9 +265,9 @@ def test_context_codes(predictor):
     ],
 )
 def test_empty_input_is_refused(predictor, anchor, target, context, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message):
         predictor.score(anchor, target, context)
-    with pytest.raises(ValueError, match=message if target.strip() else "at least one target"):
+    with pytest.raises(UserError, match=message if target.strip() else "at least one target"):
         predictor.rank(anchor, [target], context)
 
 
@@ -375,8 +282,8 @@ def test_long_phrase_is_truncated_with_a_notice(predictor):
 
 
 def test_too_many_targets(predictor):
-    with pytest.raises(ValueError, match="too many"):
-        predictor.rank("valve", [f"t{i}" for i in range(ps.MAX_TARGETS + 1)], "F16")
+    with pytest.raises(UserError, match="too many"):
+        predictor.rank("valve", [f"t{i}" for i in range(predict.MAX_TARGETS + 1)], "F16")
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -419,7 +326,7 @@ def test_csv_scoring_with_empty_rows_and_notes(predictor, tmp_path):
     assert "target is empty" in out.note[3]
     assert "Unknown CPC code" in out.note[2] and report.unknown_codes == {"Z99": 1}
     assert report.truncated == 1 and "characters" in out.note[4]
-    assert out.meaning[0] in ps.GRID.values()
+    assert out.meaning[0] in data.GRID.values()
     scored = out[out.prediction != ""]
     texts = [
         predictor.text(a, t, c)[0] for a, t, c in scored[["anchor", "target", "context"]].values
@@ -427,7 +334,7 @@ def test_csv_scoring_with_empty_rows_and_notes(predictor, tmp_path):
     np.testing.assert_allclose(
         scored.prediction.astype(float), predictor.score_texts(texts), atol=1e-4
     )
-    expected = ps.pearson(scored.score.astype(float), predictor.score_texts(texts))
+    expected = data.pearson(scored.score.astype(float), predictor.score_texts(texts))
     assert report.pearson == pytest.approx(expected, abs=1e-6) and report.labelled == 4
     assert calls[0][0] == 0 and calls[-1][0] == 6
 
@@ -459,7 +366,7 @@ def test_csv_scoring_with_empty_rows_and_notes(predictor, tmp_path):
     ],
 )
 def test_bad_csv_gives_clear_messages(predictor, tmp_path, content, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message):
         predictor.score_csv(write(tmp_path / "bad.csv", content), tmp_path / "out.csv")
 
 
@@ -498,10 +405,10 @@ def test_100k_rows_stream_in_bounded_memory(predictor, tmp_path):
         del predictor.score_texts
         predictor.batch_size = 64
     assert report.rows == report.scored == 100_000
-    assert max(sizes) <= ps.CHUNK_ROWS and len(sizes) >= 100_000 // ps.CHUNK_ROWS
+    assert max(sizes) <= CHUNK_ROWS and len(sizes) >= 100_000 // CHUNK_ROWS
     assert len(calls) > 20 and calls[-1] == 100_000 and calls == sorted(calls)
     assert peak < 40 * 2**20, f"peak Python memory {peak / 2**20:.0f} MiB"
-    assert len(report.sample) <= 2 * ps.SAMPLE and 0 < report.labelled == 100_000
+    assert len(report.sample) <= 2 * SAMPLE and 0 < report.labelled == 100_000
     with open(tmp_path / "big-out.csv") as f:
         assert sum(1 for _ in f) == 100_001
 
@@ -526,7 +433,7 @@ def test_space_api_endpoints(space_url, predictor, tmp_path):
     assert score == pytest.approx(
         predictor.score("upper valve", "upper valves", "F16").score, abs=1e-3
     )
-    assert label["label"].split(" · ")[1] in ps.GRID.values()
+    assert label["label"].split(" · ")[1] in data.GRID.values()
     table, _ = client.predict(
         "upper valve", "upper valves\nspring blade\nthin mirror", "F16", api_name="/rank"
     )
@@ -568,13 +475,13 @@ def test_space_shows_missing_model_clearly(use_model, load_space, launch):
 @pytest.mark.data
 def test_real_data_split_and_baseline(data_dir):
     folder = data_dir("usppm")
-    df = ps.read_pairs(folder / "train.csv")
-    titles = ps.read_cpc(folder / "cpc_titles.csv")
+    df = data.read_pairs(folder / "train.csv")
+    titles = data.read_cpc(folder / "cpc_titles.csv")
     assert len(df) > 30_000 and set(df.context) <= set(titles)
-    tr, va = ps.split_by_anchor(df.anchor.tolist(), 0.25, seed=42)
+    tr, va = data.split_by_anchor(df.anchor.tolist(), 0.25, seed=42)
     assert not set(df.anchor[tr]) & set(df.anchor[va])
     assert 0.2 < df.anchor[va].nunique() / df.anchor.nunique() < 0.3
-    r = ps.baseline_pearson(df.iloc[tr], df.iloc[va])
+    r = data.baseline_pearson(df.iloc[tr], df.iloc[va])
     print(f"baseline Pearson on held-out anchors: {r:.4f}")
     assert r > 0.1
 
@@ -597,5 +504,5 @@ def test_score_a_pair_in_the_suite(trained, repo_id, use_model, suite_url, page)
     context.click()  # the first focus fills the list from the model's CPC table
     page.get_by_role("option", name="F16 — ENGINEERING ELEMENTS AND UNITS").click()
     panel.get_by_role("button", name="Score").click()
-    expected = ps.load(trained["out"]).score("upper valve", "upper valves", "F16")
+    expected = predict.load(trained["out"]).score("upper valve", "upper valves", "F16")
     page.get_by_text(f"{expected.grid:.2f} · {expected.meaning}").first.wait_for()

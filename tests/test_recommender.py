@@ -18,88 +18,55 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from models import recommender as rc
+from models.recommender import SPEC
+from models.recommender import data as rdata
+from models.recommender.config import Recipe
+from models.recommender.data import load_data, read_ratings
+from models.recommender.export import save
+from models.recommender.modules import MODEL_TYPES, emb_size
+from models.recommender.serve import Recommender, load
+from models.recommender.train import cross_validate, predict, train
 from shared import registry
+from shared.errors import ModelError, UserError
+from tests.factories import NOISE, synthetic_ratings, tiny_recommender, write_movielens
 
-NOISE = 0.3
-RECIPE = rc.Recipe(factors=8, epochs=30, lr=3e-2, wd=1.0, bs=1024, seed=0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two cores shared by many processes: one torch thread avoids oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def synthetic(n_users=300, n_items=200, rank=4, density=0.3, seed=0) -> pd.DataFrame:
-    """Ratings = global mean + biases + a rank-4 product + Gaussian noise (sd NOISE), 1-5."""
-    rng = np.random.default_rng(seed)
-    users, items = rng.normal(0, 0.5, (n_users, rank)), rng.normal(0, 0.5, (n_items, rank))
-    bu, bi = rng.normal(0, 0.3, n_users), rng.normal(0, 0.4, n_items)
-    u, i = np.nonzero(rng.random((n_users, n_items)) < density)
-    r = 3.3 + bu[u] + bi[i] + (users[u] * items[i]).sum(1) + rng.normal(0, NOISE, len(u))
-    return pd.DataFrame(
-        {
-            "user": (u + 1).astype(str),
-            "item": (i + 1).astype(str),
-            "rating": np.clip(r, 1, 5).astype(np.float32),
-            "title": [f"Movie {k + 1} ({1950 + k % 50})" for k in i],
-        }
-    )
+pytestmark = pytest.mark.usefixtures("one_thread")
+RECIPE = Recipe(factors=8, epochs=30, lr=3e-2, wd=1.0, bs=1024, seed=0)
 
 
 @pytest.fixture(scope="module")
 def ratings_csv(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ratings") / "ratings.csv"
-    synthetic().to_csv(path, index=False)
+    synthetic_ratings().to_csv(path, index=False)
     return path
 
 
 @pytest.fixture(scope="module")
-def trained(ratings_csv, tmp_path_factory) -> dict:
-    data = rc.load_data(ratings_csv, valid_pct=0.2, seed=0)
-    t = rc.train(RECIPE, data, progress=False)
+def trained(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("model")
-    rc.save(t, out, RECIPE)
-    rc.write_card(out, RECIPE, t, None)
-    return {"trained": t, "out": out, "data": data}
+    t = tiny_recommender(out, RECIPE)
+    return {"trained": t, "out": out, "data": t.data}
 
 
 @pytest.fixture(scope="module")
-def rec(trained) -> rc.Recommender:
-    return rc.load(trained["out"])
+def rec(trained) -> Recommender:
+    return load(trained["out"])
 
 
 # --- data -------------------------------------------------------------------------------------
 
 
-def write_movielens(folder: Path) -> Path:
-    """A tiny MovieLens-format folder: u.data (tab), u.item (latin-1, |), u.genre."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = [(u, i, 1 + (u * i) % 5, 880000000) for u in range(1, 21) for i in range(1, 11)]
-    (folder / "u.data").write_text("".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows))
-    (folder / "u.genre").write_text("unknown|0\nAction|1\nComedy|2\n\n")
-    titles = ["Café Society (1995)"] + [f"Film {k} (1990)" for k in range(2, 11)]
-    lines = [f"{k}|{t}|01-Jan-1995||http://x|0|{k % 2}|1\n" for k, t in enumerate(titles, 1)]
-    (folder / "u.item").write_bytes("".join(lines).encode("latin-1"))
-    return folder
-
-
 def test_movielens_folder_titles_genres_and_split(tmp_path):
     write_movielens(tmp_path / "ml-100k")
-    data = rc.load_data(tmp_path, valid_pct=0.25, seed=3)  # the parent folder works too
+    data = load_data(tmp_path, valid_pct=0.25, seed=3)  # the parent folder works too
     assert len(data.train) == 150 and len(data.valid) == 50
     assert data.items.loc["1", "title"] == "Café Society (1995)"  # latin-1 decoded
     assert data.items.loc["1", "genres"] == ["Action", "Comedy"]
     assert data.items.loc["2", "genres"] == ["Comedy"]
-    again = rc.load_data(tmp_path / "ml-100k", valid_pct=0.25, seed=3)
+    again = load_data(tmp_path / "ml-100k", valid_pct=0.25, seed=3)
     assert again.valid.equals(data.valid)  # seeded
-    other = rc.load_data(tmp_path / "ml-100k", valid_pct=0.25, seed=4)
+    other = load_data(tmp_path / "ml-100k", valid_pct=0.25, seed=4)
     assert not other.valid.equals(data.valid)
 
 
@@ -108,14 +75,14 @@ def test_explicit_train_and_valid_files(tmp_path, ratings_csv):
     lines = (folder / "u.data").read_text().splitlines(keepends=True)
     (tmp_path / "u1.base").write_text("".join(lines[:150]))
     (tmp_path / "u1.test").write_text("".join(lines[150:]))
-    data = rc.load_data(folder, train=tmp_path / "u1.base", valid=tmp_path / "u1.test")
+    data = load_data(folder, train=tmp_path / "u1.base", valid=tmp_path / "u1.test")
     assert (len(data.train), len(data.valid)) == (150, 50)
     assert data.items.loc["1", "title"] == "Café Society (1995)"
     # CSV with MovieLens "latest" headers (userId, movieId) and titles
     frame = pd.read_csv(ratings_csv).rename(columns={"user": "userId", "item": "movieId"})
     frame[:100].to_csv(tmp_path / "a.csv", index=False)
     frame[100:150].to_csv(tmp_path / "b.csv", index=False)
-    data = rc.load_data(train=tmp_path / "a.csv", valid=tmp_path / "b.csv")
+    data = load_data(train=tmp_path / "a.csv", valid=tmp_path / "b.csv")
     assert (len(data.train), len(data.valid)) == (100, 50)
     assert data.items["title"].str.startswith("Movie ").all()
 
@@ -136,13 +103,15 @@ def test_download_of_the_archive(tmp_path, monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        monkeypatch.setattr(rc, "ML100K_URL", f"http://127.0.0.1:{server.server_port}/ml-100k.zip")
-        data = rc.load_data(tmp_path / "data" / "ml-100k")  # missing: downloaded
+        monkeypatch.setattr(
+            rdata, "ML100K_URL", f"http://127.0.0.1:{server.server_port}/ml-100k.zip"
+        )
+        data = load_data(tmp_path / "data" / "ml-100k")  # missing: downloaded
         assert (tmp_path / "data" / "ml-100k" / "u.data").is_file()
         assert len(data.train) + len(data.valid) == 200
-        monkeypatch.setattr(rc, "ML100K_URL", f"http://127.0.0.1:{server.server_port}/nope.zip")
-        with pytest.raises(ValueError, match="Could not download MovieLens 100k"):
-            rc.load_data(tmp_path / "elsewhere")
+        monkeypatch.setattr(rdata, "ML100K_URL", f"http://127.0.0.1:{server.server_port}/nope.zip")
+        with pytest.raises(UserError, match="Could not download MovieLens 100k"):
+            load_data(tmp_path / "elsewhere")
     finally:
         server.shutdown()
 
@@ -160,8 +129,8 @@ def test_download_of_the_archive(tmp_path, monkeypatch):
 def test_bad_ratings_files_are_clear_errors(tmp_path, text, message):
     path = tmp_path / "ratings.csv"
     path.write_text(text)
-    with pytest.raises(ValueError, match=message):
-        rc.read_ratings(path)
+    with pytest.raises(UserError, match=message):
+        read_ratings(path)
 
 
 def test_cli_reports_a_bad_file_in_one_line(tmp_path, capsys):
@@ -186,11 +155,11 @@ def test_training_recovers_a_low_rank_matrix(trained):
 
 
 def test_embedding_nn_learns_too(ratings_csv):
-    data = rc.load_data(ratings_csv, valid_pct=0.2, seed=0)
-    recipe = rc.Recipe.default("nn", epochs=20, bs=1024, wd=0.3, seed=0)
-    t = rc.train(recipe, data, progress=False)
+    data = load_data(ratings_csv, valid_pct=0.2, seed=0)
+    recipe = Recipe.default("nn", epochs=20, bs=1024, wd=0.3, seed=0)
+    t = train(recipe, data, progress=False)
     model = t.model
-    assert model.user_factors.embedding_dim == rc.emb_size(300)  # fast.ai's rule of thumb
+    assert model.user_factors.embedding_dim == emb_size(300)  # fast.ai's rule of thumb
     baseline = float(np.sqrt(((data.valid.rating - data.train.rating.mean()) ** 2).mean()))
     assert t.metrics["valid_rmse"] < 0.75 * baseline
 
@@ -211,10 +180,10 @@ def test_hub_folder_layout_and_card(trained):
 
 
 def test_cross_validation_means(ratings_csv):
-    data = rc.load_data(ratings_csv, valid_pct=0.0)
-    recipe = rc.Recipe(factors=4, epochs=3, bs=2048, wd=1.0, seed=0)
+    data = load_data(ratings_csv, valid_pct=0.0)
+    recipe = Recipe(factors=4, epochs=3, bs=2048, wd=1.0, seed=0)
     small = data.train[:3000]
-    m = rc.cross_validate(recipe, small, data.items, folds=3)
+    m = cross_validate(recipe, small, data.items, folds=3)
     assert m["folds"] == 3 and m["rmse_mean"] > 0 and m["mae_mean"] < m["rmse_mean"]
 
 
@@ -227,8 +196,7 @@ def test_cli_train_then_evaluate(ratings_csv, tmp_path, capsys):
     trained = json.loads((out / "metrics.json").read_text())
     capsys.readouterr()
     assert (
-        cli.main(["evaluate", "recommender", "--model-dir", str(out), "--data", str(ratings_csv)])
-        == 0
+        cli.main(["evaluate", "recommender", "--model", str(out), "--data", str(ratings_csv)]) == 0
     )
     printed = json.loads(capsys.readouterr().out)
     # the same validation split, recreated from the saved recipe: the same RMSE
@@ -260,7 +228,7 @@ def test_fold_in_follows_the_ratings(rec):
     pred = {}
     for name, r in (("fan", fan), ("hater", hater)):
         idx, stars = rec.parse(r)
-        pred[name] = rec._predict_all(rec.fold_in(idx, stars))[target]
+        pred[name] = rec.taste.predict_all(rec.taste.fold_in(idx, stars))[target]
     assert pred["fan"] > pred["hater"] + 0.3
 
 
@@ -321,7 +289,7 @@ def test_fold_in_and_ranking_are_fast(rec):
     ],
 )
 def test_bad_ratings_are_clear_errors(rec, ratings, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message):
         rec.recommend(ratings)
 
 
@@ -329,7 +297,7 @@ def test_bad_ratings_are_clear_errors(rec, ratings, message):
     "user, message", [(0, "run from 1 to 300"), (301, "run from 1 to 300"), ("x", "User x")]
 )
 def test_unknown_users_are_clear_errors(rec, user, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message):
         rec.recommend_user(user)
 
 
@@ -340,20 +308,20 @@ def test_a_user_only_in_the_validation_file(ratings_csv, tmp_path):
     pd.DataFrame({"user": ["newcomer"], "item": [frame.item[0]], "rating": [4]}).to_csv(
         tmp_path / "valid.csv", index=False
     )
-    data = rc.load_data(train=tmp_path / "train.csv", valid=tmp_path / "valid.csv")
-    recipe = rc.Recipe(factors=4, epochs=2, bs=1024)
-    rc.save(rc.train(recipe, data, progress=False), tmp_path / "model", recipe)
-    rec = rc.load(tmp_path / "model")
+    data = load_data(train=tmp_path / "train.csv", valid=tmp_path / "valid.csv")
+    recipe = Recipe(factors=4, epochs=2, bs=1024)
+    save(train(recipe, data, progress=False), tmp_path / "model", recipe)
+    rec = load(tmp_path / "model")
     assert rec.users[-1] == "newcomer" and rec.user_favourites("newcomer").empty
     assert len(rec.recommend_user("newcomer", n=3, min_ratings=1)) == 3
 
 
 def test_loader_errors_are_model_errors(tmp_path, trained):
-    with pytest.raises(registry.ModelError, match="items.json, ratings.json missing"):
+    with pytest.raises(ModelError, match="items.json, ratings.json missing"):
         (tmp_path / "config.json").write_text("{}")
         (tmp_path / "model.safetensors").write_bytes(b"")
         (tmp_path / "users.json").write_text("[]")
-        rc.load(tmp_path)
+        load(tmp_path)
 
 
 # --- Hub round trip, registry, Space ----------------------------------------------------------
@@ -361,33 +329,21 @@ def test_loader_errors_are_model_errors(tmp_path, trained):
 
 @pytest.mark.parametrize("kind, implicit", [("dot", True), ("dot", False), ("nn", False)])
 def test_push_then_from_pretrained_gives_identical_predictions(
-    ratings_csv, tmp_path, hub, repo_id, kind, implicit
+    tmp_path, hub, repo_id, kind, implicit
 ):
     from shared import hub as hub_io
 
-    data = rc.load_data(ratings_csv, valid_pct=0.2, seed=0)
-    recipe = rc.Recipe.default(kind, factors=4, epochs=2, bs=2048, implicit=implicit)
-    t = rc.train(recipe, data, progress=False)
-    rc.save(t, tmp_path, recipe)
+    recipe = Recipe.default(kind, factors=4, epochs=2, bs=2048, implicit=implicit)
+    t = tiny_recommender(tmp_path, recipe, card=False)
     hub_io.push(tmp_path, repo_id)
-    cls = rc.MODEL_TYPES[kind]
+    cls = MODEL_TYPES[kind]
     again = cls.from_pretrained(repo_id)
     assert (getattr(again, "item_implicit", None) is not None) == implicit
     users, items = np.arange(50), np.arange(50) % 200
-    np.testing.assert_array_equal(
-        rc.predict(t.model, users, items), rc.predict(again, users, items)
-    )
-    rec = rc.load(registry_folder(repo_id))  # what the registry fetches is enough
+    np.testing.assert_array_equal(predict(t.model, users, items), predict(again, users, items))
+    rec = load(registry.resolve(repo_id, SPEC.patterns()))  # what the registry fetches
     assert type(rec.model) is cls
     assert len(rec.recommend([(rec.titles[0], 5), (rec.titles[1], 2)], n=3, min_ratings=1)) == 3
-
-
-def registry_folder(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
-
-    return Path(
-        snapshot_download(repo_id, allow_patterns=list(registry.MODELS["movie-recommender"].files))
-    )
 
 
 @pytest.fixture(scope="module")
@@ -430,7 +386,7 @@ def test_space_endpoints_answer_through_the_registry(client, rec):
     assert len(out["data"]) == 4 and out["headers"][1] == "Similarity"
     favourites, recs = client.predict(3, 5, 1, "taste", api_name="/user_recommendations")
     assert len(favourites["data"]) == 5 and len(recs["data"]) == 5
-    assert isinstance(registry._cache["movie-recommender"], rc.Recommender)
+    assert isinstance(registry._cache["movie-recommender"], Recommender)
 
 
 @pytest.mark.parametrize(
@@ -474,13 +430,13 @@ def test_space_bad_model_is_a_clear_message(tmp_path, use_model, load_space, lau
 @pytest.mark.data
 def test_movielens_default_recipe(data_dir, tmp_path):
     folder = data_dir("ml-100k")
-    data = rc.load_data(folder)
+    data = load_data(folder)
     assert len(data.train) == 80_000 and len(data.valid) == 20_000
     assert data.items.loc["1", "title"] == "Toy Story (1995)"
-    t = rc.train(rc.Recipe(), data, progress=False)
+    t = train(Recipe(), data, progress=False)
     assert t.metrics["valid_rmse"] <= 0.93
-    rc.save(t, tmp_path, rc.Recipe())
-    rec = rc.load(tmp_path)
+    save(t, tmp_path, Recipe())
+    rec = load(tmp_path)
     out = rec.recommend([("Star Wars", 5), ("Empire Strikes Back", 5), ("Sleepless in Seattle", 1)])
     assert len(out) == 10
     sim = rec.similar("Star Wars (1977)", n=3)

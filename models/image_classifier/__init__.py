@@ -1,4 +1,19 @@
-"""Image classifier family: fine-tune a timm model on your photos, export it, serve it."""
+"""Image classifier family: fine-tune a timm model on your photos, export it, serve it.
+
+The course's first project (lessons 1-2) written with torch, timm and accelerate. This module is
+light (no torch): the registry entry `SPEC` and a `load` that imports the predictor on first use.
+
+- images.py: read an image safely (PIL only): for training data and for people's uploads
+- config.py: the settings of train, lr-find and evaluate (the CLI's options; torch-free)
+- data.py: labelled images from class folders, a CSV or file names; verify; split; Dataset
+- train.py: fastai's fine_tune recipe (frozen, then discriminative LRs, one-cycle), `finish`
+- checkpoint.py: a checkpoint per epoch (safetensors, no pickle) for --resume
+- lr_find.py: the learning-rate range test and its suggestions
+- evaluate.py: predictions on files, confusion matrix, top losses, curves; the evaluate command
+- export.py: timm's Hub layout, example photos, the model card
+- predict.py: `Classifier` (top-k, test-time augmentation, Grad-CAM, "not sure") and `load`
+- cli.py: the commands of `demos ... image-classifier`
+"""
 
 from __future__ import annotations
 
@@ -12,7 +27,7 @@ NAME = "pets-classifier"
 
 def load(folder: Path) -> Any:
     """The registry's loader: a timm Hub folder -> a ready `Classifier` (imports torch)."""
-    from models.image_classifier.core import load as load_classifier
+    from models.image_classifier.predict import load as load_classifier
 
     return load_classifier(folder)
 

@@ -1,4 +1,15 @@
-"""Patent phrase similarity family: a cross-encoder fine-tuned on the USPPPM data (lesson 4)."""
+"""Patent phrase similarity family: a cross-encoder fine-tuned on the USPPPM data (lesson 4).
+
+    config.py       TrainConfig, EvalConfig: the settings, also the CLI's options (torch-free)
+    data.py         pairs and CPC table, the model's input text, score grid, split, metric,
+                    TF-IDF baseline (torch-free)
+    train.py        fine-tuning with the transformers Trainer, training plot, model card
+    predict.py      Predictor (text, score_texts, score, rank) and `load`, what the Space serves
+    csv_scoring.py  scoring a whole CSV in chunks, with its checks and report
+    cli.py          COMMANDS: train, evaluate
+
+This module stays light (no torch): the suite imports it at start-up.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +23,7 @@ NAME = "patent-similarity"
 
 def load(folder: Path) -> Any:
     """The registry's loader: a transformers folder -> a ready `Predictor` (imports torch)."""
-    from models.patent_similarity.core import load as load_predictor
+    from models.patent_similarity.predict import load as load_predictor
 
     return load_predictor(folder)
 

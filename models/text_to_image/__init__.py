@@ -1,24 +1,28 @@
-"""Text-to-image family: Stable Diffusion through diffusers, guidance you can see (lesson 9)."""
+"""Text-to-image family: Stable Diffusion through diffusers, guidance you can see (lesson 9).
+
+    settings   the request, its bounds and checks, environment settings, time estimate (no torch)
+    stream     a run as a stream of events (previews, then the result), stop switches (no torch)
+    png        the settings inside every PNG, AUTOMATIC1111-compatible (PIL only)
+    pictures   live preview of the latents, withheld-image notice, labelled grid
+    pipeline   loading (LoRA, GPU speed-ups) and `TextToImage`: generate, guidance_grid
+
+This module stays light (no torch): the registry imports it to list the models.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from models.text_to_image.settings import files
 from shared.registry import Spec
 
 NAME = "stable-diffusion"
 
 
-def files() -> tuple[str, ...]:
-    from models.text_to_image.core import files as sd_files
-
-    return sd_files()
-
-
 def load(folder: Path) -> Any:
     """The registry's loader: a diffusers SD 1.x/2.x folder -> a ready `TextToImage`."""
-    from models.text_to_image.core import load as load_pipeline
+    from models.text_to_image.pipeline import load as load_pipeline
 
     return load_pipeline(folder)
 
@@ -35,3 +39,5 @@ SPEC = Spec(
     space="text_to_image",
     description="Stable Diffusion 1.5 (diffusers), optional LoRA via DEMO_SD_LORA",
 )
+
+__all__ = ["NAME", "SPEC", "files", "load"]

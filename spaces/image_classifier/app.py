@@ -19,10 +19,11 @@ import gradio as gr  # noqa: E402
 from gradio import processing_utils  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 
+from models.image_classifier import NAME  # noqa: E402  (light: no torch)
 from shared import registry, ui  # noqa: E402
 from shared.device import gpu  # noqa: E402
+from shared.errors import UserError  # noqa: E402
 
-NAME = "pets-classifier"
 TOP_K = 5
 THRESHOLD = 0.5  # under this top probability the answer is "not sure"
 MAX_BATCH = 16
@@ -70,7 +71,7 @@ def predict(image: dict | None, tta: bool, threshold: float, cam: bool):
     """One image -> label confidences, the answer in words, and a Grad-CAM overlay if asked."""
     path = file_path(image)
     if path is None:
-        raise ValueError("Upload a photo first (or take one with the webcam, or paste one).")
+        raise UserError("Upload a photo first (or take one with the webcam, or paste one).")
     model = registry.load(NAME)
     picture, note = model.read(path)
     if note:
@@ -99,13 +100,13 @@ def classify(images: list[dict | None]) -> tuple[list]:
         try:
             path = file_path(image)
             if path is None:
-                raise ValueError("No image given.")
+                raise UserError("No image given.")
             pictures.append(model.read(path)[0])
             problems.append(None)
-        except ValueError as e:
+        except UserError as e:
             problems.append(str(e))
     if len(images) == 1 and problems[0]:
-        raise ValueError(problems[0])
+        raise UserError(problems[0])
     preds = iter(infer(model, pictures))
     return ([f"Error: {problem}" if problem else next(preds).top for problem in problems],)
 
@@ -119,7 +120,7 @@ def show_examples():
     global _examples_dir
     model = registry.load(NAME)
     if not model.examples:
-        raise ValueError("This model repo has no examples/ folder; upload your own photo.")
+        raise UserError("This model repo has no examples/ folder; upload your own photo.")
     if _examples_dir is None:  # gradio serves files from the temp dir, not from the HF cache
         _examples_dir = Path(tempfile.mkdtemp(prefix="pets-examples-"))
         for p in model.examples:
@@ -150,22 +151,37 @@ with gr.Blocks(title="Pet breed classifier") as demo:
                 tta = gr.Checkbox(label="Test-time augmentation (10 views, slower)", value=False)
                 cam = gr.Checkbox(label="Show Grad-CAM heatmap", value=True)
             threshold = gr.Slider(
-                0.0, 1.0, value=THRESHOLD, step=0.05,
+                0.0,
+                1.0,
+                value=THRESHOLD,
+                step=0.05,
                 label="Confidence threshold: under it the answer is “not sure”",
             )
             button = gr.Button("Classify", variant="primary")
         with gr.Column():
             answer = gr.Markdown(elem_id="pets-answer")
-            label = gr.Label(num_top_classes=TOP_K, label="Likeliest labels", show_heading=False,
-                             elem_id="pets-labels")
+            label = gr.Label(
+                num_top_classes=TOP_K,
+                label="Likeliest labels",
+                show_heading=False,
+                elem_id="pets-labels",
+            )
             heatmap = gr.Image(
                 label="Grad-CAM: where the model looked (red = most evidence for the top class)",
-                type="pil", interactive=False, height=360, format="jpeg", elem_id="pets-cam",
+                type="pil",
+                interactive=False,
+                height=360,
+                format="jpeg",
+                elem_id="pets-cam",
             )
     examples_button = gr.Button("Show example photos from the model repo", size="sm")
     gallery = gr.Gallery(
-        label="Examples from the model repo (click one)", columns=6, height=170,
-        allow_preview=False, visible=False, elem_id="pets-examples",
+        label="Examples from the model repo (click one)",
+        columns=6,
+        height=170,
+        allow_preview=False,
+        visible=False,
+        elem_id="pets-examples",
     )
     api_button = gr.Button(visible=False)  # carries the batched API endpoint below
 
@@ -174,8 +190,13 @@ with gr.Blocks(title="Pet breed classifier") as demo:
     busy = {"concurrency_limit": 1, "concurrency_id": "image-classifier", "preprocess": False}
     button.click(predict, inputs, outputs, api_name="predict", **busy)
     gr.on(
-        [image.input, tta.input, cam.input, threshold.release], refresh, inputs, outputs,
-        api_visibility="private", trigger_mode="always_last", **busy,
+        [image.input, tta.input, cam.input, threshold.release],
+        refresh,
+        inputs,
+        outputs,
+        api_visibility="private",
+        trigger_mode="always_last",
+        **busy,
     )
     api_button.click(
         classify, image, label, api_name="classify", batch=True, max_batch_size=MAX_BATCH, **busy

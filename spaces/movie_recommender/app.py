@@ -16,6 +16,7 @@ if not (here / "shared").is_dir():
 import gradio as gr  # noqa: E402
 
 from shared import registry, ui  # noqa: E402
+from shared.errors import UserError  # noqa: E402
 
 NAME = "movie-recommender"
 HEADERS = ["Movie", "Stars"]
@@ -62,7 +63,7 @@ def fill_titles(filled: bool):
 def add_rating(movie: str | None, stars: int, rows):
     """Add (or update) one rating in the table; the title may be typed loosely."""
     if not movie:
-        raise ValueError("Pick a movie first: type part of its title and choose it from the list.")
+        raise UserError("Pick a movie first: type part of its title and choose it from the list.")
     rec = model()
     title = rec.titles[rec.find(movie)]
     rows = [r for r in _table(rows) if str(r[0]).strip() and rec.titles[rec.find(r[0])] != title]
@@ -83,7 +84,7 @@ def recommend_if_rated(rows, n, min_ratings, rank_by):
 def similar_movies(movie: str | None, n: float, min_ratings: float):
     """A movie -> its nearest neighbours by cosine similarity of the learned factors."""
     if not movie:
-        raise ValueError("Pick a movie: type part of its title and choose it from the list.")
+        raise UserError("Pick a movie: type part of its title and choose it from the list.")
     return model().similar(movie, int(n), int(min_ratings))
 
 
@@ -91,7 +92,7 @@ def similar_movies(movie: str | None, n: float, min_ratings: float):
 def user_recommendations(user: float | None, n: float, min_ratings: float, rank_by: str):
     """A MovieLens user id -> their favourite movies and their recommendations."""
     if user is None:
-        raise ValueError("Enter a user id (MovieLens 100k users are numbered 1 to 943).")
+        raise UserError("Enter a user id (MovieLens 100k users are numbered 1 to 943).")
     rec = model()
     return rec.user_favourites(user, int(n)), rec.recommend_user(
         user, int(n), int(min_ratings), rank_by
@@ -138,7 +139,7 @@ def explore(dims: str, n_movies: float, color: str, min_ratings: float):
     )
     try:
         best, worst = rec.bias_ranking(15, int(min_ratings))
-    except ValueError as e:  # an EmbeddingNN has no biases
+    except UserError as e:  # an EmbeddingNN has no biases
         gr.Warning(str(e))
         best = worst = None
     return fig, notes, best, worst

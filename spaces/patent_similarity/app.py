@@ -18,6 +18,7 @@ import tempfile  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from shared import device, registry, ui  # noqa: E402
+from shared.errors import ModelError, UserError  # noqa: E402
 
 NAME = "patent-similarity"
 # Our own examples: (anchor, target, CPC class).
@@ -67,7 +68,7 @@ def fill_choices(loaded: bool):
         return gr.update(), True
     try:
         choices = registry.load(NAME).choices()
-    except registry.ModelError:
+    except ModelError:
         return gr.update(), False  # the Score button will say what is wrong
     return gr.Dropdown(choices=choices), True
 
@@ -101,7 +102,7 @@ def rank(anchor: str, targets: str, context: str):
 @device.gpu(duration=120)
 def score_csv(file: str | None, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
     if not file:
-        raise ValueError("Upload a CSV file with the columns anchor, target and context.")
+        raise UserError("Upload a CSV file with the columns anchor, target and context.")
     predictor = registry.load(NAME)
     out = Path(tempfile.mkdtemp(prefix="patent-")) / f"{Path(file).stem}-scored.csv"
     report = predictor.score_csv(

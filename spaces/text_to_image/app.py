@@ -4,6 +4,9 @@ Generate images with live previews and a Stop button, or compare one prompt and 
 guidance scales, computed in one batched denoising loop. Every PNG carries its settings; drop
 one back in to restore them. The pipeline loads from the Hub on first use; set
 DEMO_MODEL_STABLE_DIFFUSION to serve another SD 1.x/2.x repo, DEMO_SD_LORA to add a LoRA.
+
+This file is the UI only: the settings and their bounds, the run (a stream of events) and its
+stop switch, and the PNG settings live in the family package, models/text_to_image/.
 """
 
 import sys
@@ -14,40 +17,18 @@ here = Path(__file__).resolve().parent
 if not (here / "shared").is_dir():
     sys.path.insert(0, str(here.parents[1]))
 
-import os  # noqa: E402
-import platform  # noqa: E402
-import queue  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import uuid  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
+from models.text_to_image import NAME, png, stream  # noqa: E402
+from models.text_to_image import settings as cfg  # noqa: E402
 from shared import device, registry, ui  # noqa: E402
+from shared.errors import UserError  # noqa: E402
 
-NAME = "stable-diffusion"
-# UI bounds: the model module (models/text_to_image.py) enforces the same ones; a test keeps
-# them equal. They live here too because this file must not import torch at start-up.
-SCHEDULERS = ["DPM++ 2M Karras", "Euler ancestral", "Euler", "DDIM", "PNDM", "LMS"]
-MAX_GUIDANCE = 20
-MAX_STEPS = 100
-MAX_IMAGES = 4
-MIN_SIDE, MAX_SIDE = 64, 1024
-GRID_SCALES = "1, 3, 7.5, 14"
-PREVIEW_SECONDS = 0.5  # at most two previews a second: each one travels to the browser
-
-
-def likely_gpu() -> bool:
-    """Whether a GPU will serve this app, guessed without importing torch (startup rule)."""
-    if name := os.environ.get("DEMO_DEVICE"):
-        return not name.startswith("cpu")
-    zero_gpu = os.environ.get("SPACES_ZERO_GPU", "").lower() in {"1", "t", "true"}
-    apple = sys.platform == "darwin" and platform.machine() == "arm64"
-    return zero_gpu or apple or Path("/proc/driver/nvidia/version").exists()
-
-
-GPU = likely_gpu()
-DEFAULT_STEPS = 25 if GPU else 12  # a CPU takes seconds per step at 512x512
+GRID_SCALES = cfg.scales_text(cfg.GRID_SCALES)
+DEFAULT_STEPS = cfg.default_steps()
 
 EXAMPLES = [
     ["a watercolour painting of a fox in a snowy forest, soft morning light", "blurry, text"],
@@ -72,77 +53,28 @@ the prompt-conditioned predictions of all samples. A scale of 1 (or less) needs 
 row: it is the plain text-conditioned prediction. Low scales look natural but loose; high ones
 follow the prompt hard and get oversaturated (*guidance rescale* tones that down)."""
 
-_stops: dict[str, threading.Event] = {}  # session -> the stop switch of its current run
-_rate: list[float] = []  # seconds per UNet sample-step per pixel, measured by the last run
 _out = Path(tempfile.mkdtemp(prefix="text-to-image-"))  # our PNGs, with their settings
 
 
-def _gpu_seconds(kind: str, settings: dict, scales: str, key: str) -> int:
-    """ZeroGPU time to reserve for a run: generous for the steps and the batch."""
-    batch = settings["images"] if kind == "generate" else len(scales.split(","))
-    return int(min(300, 20 + 0.15 * settings["steps"] * batch))
-
-
-@device.gpu(duration=_gpu_seconds)
+@device.gpu(duration=stream.gpu_seconds)
 def _run(kind: str, settings: dict, scales: str, key: str):
-    """One run on the accelerator, as a stream of ("preview", Preview) events ending with
-    ("done", Result) or ("stopped", Stopped). The run happens in a worker thread, so previews
-    reach the browser while it denoises; closing the stream (Stop, a lost client) stops it.
-    Arguments and events are plain picklable data: on ZeroGPU this runs in a worker process
-    (where the Stop button's switch cannot reach; closing the stream still stops the run)."""
-    from models.text_to_image import Settings, Stopped
-
+    """One run on the accelerator, as the family's stream of events. Arguments and events are
+    plain picklable data: on ZeroGPU this runs in a worker process."""
     model = registry.load(NAME)
-    stop = _stops.get(key) or threading.Event()
-    events: queue.Queue = queue.Queue()
-    options = {
-        "preview": lambda p: events.put(("preview", p)),
-        "stop": stop,
-        "preview_seconds": PREVIEW_SECONDS,
-    }
-
-    def work() -> None:
-        try:
-            s = Settings(**settings)
-            if kind == "grid":
-                events.put(("done", model.guidance_grid(s, scales, **options)))
-            else:
-                events.put(("done", model.generate(s, **options)))
-        except Stopped as e:
-            events.put(("stopped", e))
-        except BaseException as e:  # handed to the handler, which shows it
-            events.put(("error", e))
-
-    threading.Thread(target=work, daemon=True, name=f"text-to-image-{kind}").start()
-    try:
-        while True:
-            event = events.get()
-            if event[0] == "error":
-                raise event[1]
-            yield event
-            if event[0] != "preview":
-                return
-    finally:
-        stop.set()  # no-op after a finished run; otherwise ends it at its next step
+    yield from stream.stream(model, kind, settings, scales, stop=stream.switch(key))
 
 
 def _stream(kind: str, settings: dict, scales: str, request: gr.Request | None):
     registry.load(NAME)  # first use: fetch and load here (outside the GPU worker on ZeroGPU)
-    stop = threading.Event()
     key = request.session_hash if request and request.session_hash else uuid.uuid4().hex
-    _stops[key] = stop
-    try:
-        yield from _run(kind, settings, scales, key)
-    finally:
-        if _stops.get(key) is stop:
-            del _stops[key]
+    yield from stream.follow(key, _run(kind, settings, scales, key))
 
 
 def _settings(
     prompt, negative, guidance, rescale, steps, scheduler, width, height, images, seed, randomize
 ) -> dict:
     if not randomize and seed is None:
-        raise ValueError("Enter a seed, or tick 'Random seed'.")
+        raise UserError("Enter a seed, or tick 'Random seed'.")
     return {
         "prompt": prompt or "",
         "negative_prompt": negative or "",
@@ -159,15 +91,14 @@ def _settings(
 
 def _save(images: list) -> list[str]:
     """PNG files with their settings as text chunks (gradio serves these files as they are)."""
-    from models.text_to_image import save_png
-
     folder = Path(tempfile.mkdtemp(dir=_out))
-    return [str(save_png(image, folder / f"image-{i + 1}.png")) for i, image in enumerate(images)]
+    return [
+        str(png.save_png(image, folder / f"image-{i + 1}.png")) for i, image in enumerate(images)
+    ]
 
 
 def _status(result, what: str) -> str:
     s = result.settings
-    _rate[:] = [result.rate]
     seeds = f"seed **{s.seed}**" + (f" (image *i* used {s.seed} + *i* − 1)" if s.images > 1 else "")
     lines = [
         f"{what} in {result.seconds:.1f} s on {registry.load(NAME).device.type} · {seeds} · "
@@ -243,7 +174,7 @@ def guidance_grid(
 
 
 def _grid(result) -> tuple:
-    scales = ", ".join(f"{g:g}" for g in result.scales)
+    scales = cfg.scales_text(result.scales)
     return _save([result.grid])[0], _status(result, f"Grid ({scales})")
 
 
@@ -262,10 +193,8 @@ def _show(events, finish):
 
 def stop(request: gr.Request = None) -> str:
     """Stop this session's run between two steps (the button also cancels the event)."""
-    event = _stops.get(request.session_hash) if request else None
-    if event is None:
+    if not stream.stop(request.session_hash if request else None):
         return "Nothing is running."
-    event.set()
     return "⏹ Stopped."
 
 
@@ -274,9 +203,7 @@ def restore(file):
     """A PNG made here -> its settings back in the controls."""
     if not file:
         return [gr.skip()] * 12
-    from models.text_to_image import read_settings
-
-    meta = read_settings(file if isinstance(file, str) else file.name)
+    meta = png.read_settings(file if isinstance(file, str) else file.name)
     note = "Settings restored from the PNG (random seed off, so it makes the same image)."
     repo, revision = registry.source(NAME)
     if meta.get("model") and meta["model"] != repo:
@@ -301,23 +228,14 @@ def restore(file):
     return (
         *value.values(),
         False,
-        ", ".join(f"{g:g}" for g in scales) if scales else gr.skip(),
+        cfg.scales_text(scales) if scales else gr.skip(),
         note,
     )
 
 
 def estimate(steps, width, height, images, guidance) -> str:
     """An honest time estimate, from the speed this machine measured on its last run."""
-    rows = (images or 1) * (2 if (guidance or 0) > 1 else 1)
-    work = "one UNet pass per step" if rows == (images or 1) else "two UNet passes per step"
-    if not _rate:
-        first = "minutes per 512×512 image on this CPU" if not GPU else "seconds on a GPU"
-        return (
-            f"⏱ Expect {first}; the first run also downloads and loads the model. "
-            f"Guidance {'on' if rows > (images or 1) else 'off'}: {work}."
-        )
-    seconds = _rate[0] * rows * (steps or 1) * (width or 512) * (height or 512)
-    return f"⏱ About {seconds:.0f} s for these settings on this machine ({work})."
+    return cfg.estimate(steps, width, height, images, guidance)
 
 
 with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
@@ -335,7 +253,7 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
             negative = gr.Textbox(label="Negative prompt (what to steer away from)", lines=1)
             guidance = gr.Slider(
                 0,
-                MAX_GUIDANCE,
+                cfg.MAX_GUIDANCE,
                 value=7.5,
                 step=0.5,
                 label="Guidance scale",
@@ -343,21 +261,35 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
             )
             with gr.Row():
                 steps = gr.Slider(
-                    1, MAX_STEPS, value=DEFAULT_STEPS, step=1, label="Steps", elem_id="sd-steps"
+                    1, cfg.MAX_STEPS, value=DEFAULT_STEPS, step=1, label="Steps", elem_id="sd-steps"
                 )
-                scheduler = gr.Dropdown(SCHEDULERS, value=SCHEDULERS[0], label="Scheduler")
+                scheduler = gr.Dropdown(
+                    list(cfg.SCHEDULER_NAMES), value=cfg.SCHEDULER_NAMES[0], label="Scheduler"
+                )
             with gr.Row():
                 width = gr.Slider(
-                    MIN_SIDE, MAX_SIDE, value=512, step=8, label="Width", elem_id="sd-width"
+                    cfg.MIN_SIDE,
+                    cfg.MAX_SIDE_GPU,
+                    value=512,
+                    step=8,
+                    label="Width",
+                    elem_id="sd-width",
                 )
                 height = gr.Slider(
-                    MIN_SIDE, MAX_SIDE, value=512, step=8, label="Height", elem_id="sd-height"
+                    cfg.MIN_SIDE,
+                    cfg.MAX_SIDE_GPU,
+                    value=512,
+                    step=8,
+                    label="Height",
+                    elem_id="sd-height",
                 )
             with gr.Row():
-                seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=2**32 - 1)
+                seed = gr.Number(
+                    label="Seed", value=0, precision=0, minimum=0, maximum=cfg.MAX_SEED
+                )
                 randomize = gr.Checkbox(label="Random seed", value=True)
             with gr.Accordion("More settings", open=False):
-                images = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Number of images")
+                images = gr.Slider(1, cfg.MAX_IMAGES, value=1, step=1, label="Number of images")
                 rescale = gr.Slider(
                     0,
                     1,
@@ -393,7 +325,9 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
             with gr.Tab("Guidance grid"):
                 gr.Markdown(GRID_HELP)
                 with gr.Row():
-                    scales = gr.Textbox(GRID_SCALES, label="Guidance scales (up to 6)", scale=3)
+                    scales = gr.Textbox(
+                        GRID_SCALES, label=f"Guidance scales (up to {cfg.MAX_SCALES})", scale=3
+                    )
                     run_grid = gr.Button("Compare", variant="primary", scale=1)
                     halt_grid = gr.Button("Stop", variant="stop", scale=1)
                 grid_status = gr.Markdown()

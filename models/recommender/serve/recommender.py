@@ -1,0 +1,307 @@
+"""The `Recommender` the Space serves, and `load`, the registry's loader that builds it.
+
+It composes the movie catalogue (titles.py) and the users' taste (fold_in.py) with the training
+ratings, and ranks: recommendations for a new visitor's (title, stars) or a known user, each
+explained by the rated movie it resembles most; a user's favourites; similar movies; the bias
+ranking; a PCA of the movie factors.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from safetensors.torch import load_model
+from torch import nn
+
+from models.recommender.config import MODELS
+from models.recommender.export import FILES
+from models.recommender.modules import MODEL_TYPES
+from models.recommender.serve.fold_in import Taste
+from models.recommender.serve.titles import Catalogue, blank
+from shared.errors import ModelError, UserError
+
+MIN_RATINGS = 20  # recommendations skip movies with fewer ratings (obscure one-rating titles)
+TOP_N = 10
+SIMILAR = 0.2  # cosine similarity from which a rated movie explains a recommendation
+RANK_BY = ("stars", "taste")
+
+
+def _round(x: np.ndarray, digits: int) -> np.ndarray:
+    return np.round(x.astype(np.float64), digits)  # float32 would print 0.925000011920929
+
+
+def _stars(x: float) -> str:
+    return f"{x:g}★"
+
+
+def load(folder: str | Path) -> Recommender:
+    """Registry loader: a model folder (Hub layout) -> a ready `Recommender`."""
+    folder = Path(folder)
+    missing = [f for f in FILES if not (folder / f).is_file()]
+    if missing:
+        raise ModelError(
+            f"{folder} is not a recommender model folder: {', '.join(missing)} missing. "
+            f"Train one with `python -m shared.cli train recommender --out DIR`."
+        )
+    config = json.loads((folder / "config.json").read_text())
+    kind = config.get("model_type", "dot")
+    if kind not in MODELS:
+        raise ModelError(f"{folder}/config.json: unknown model_type '{kind}' (dot or nn).")
+    # What from_pretrained does for a local folder, minus its print to stdout.
+    cls = MODEL_TYPES[kind]
+    params = inspect.signature(cls.__init__).parameters
+    model = cls(**{k: v for k, v in config.items() if k in params})
+    load_model(model, folder / "model.safetensors")
+    users, items, ratings = (
+        json.loads((folder / f"{name}.json").read_text()) for name in ("users", "items", "ratings")
+    )
+    return Recommender(model.eval(), users, items, ratings)
+
+
+class Recommender:
+    """What the Space needs: recommendations, explanations, similar movies, biases, PCA."""
+
+    def __init__(self, model: nn.Module, users: list, items: list[dict], ratings: dict) -> None:
+        self.model = model
+        self.users = [str(u) for u in users]
+        self.user_index = {u: n for n, u in enumerate(self.users)}
+        n_users, n_items = model.user_factors.num_embeddings, model.item_factors.num_embeddings
+        if (len(self.users), len(items)) != (n_users, n_items):
+            raise ModelError(
+                f"The id maps ({len(self.users)} users, {len(items)} movies) do not match the "
+                f"weights ({n_users} users, {n_items} movies): the model folder is inconsistent."
+            )
+        self.movies = Catalogue(items)
+        self.item_index = {i: n for n, i in enumerate(self.movies.ids)}
+        # the columns the rankings read, by movie index
+        self.titles, self.genres = self.movies.titles, self.movies.genres
+        self.counts, self.means, self.popular = (
+            self.movies.counts, self.movies.means, self.movies.popular
+        )  # fmt: skip
+
+        # the training ratings, grouped by user
+        u = np.asarray(ratings["user"], dtype=np.int64)
+        i = np.asarray(ratings["item"], dtype=np.int64)
+        r = np.asarray(ratings["rating"], dtype=np.float32)
+        order = np.argsort(u, kind="stable")
+        self.rated_items, self.rated_stars = i[order], r[order]
+        self.user_start = np.searchsorted(u[order], np.arange(n_users + 1))
+        self.scale = (
+            (float(self.rated_stars.min()), float(self.rated_stars.max()))
+            if len(self.rated_stars) else (1.0, 5.0)
+        )  # fmt: skip
+
+        self.taste = Taste(model, u, i, r)
+        self.kind = self.taste.kind
+        vecs = self.taste.item_vecs
+        self.unit = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+
+    # Looking things up ------------------------------------------------------------------------
+
+    def find(self, title: str) -> int:
+        """The index of the movie called `title` (forgiving: see `Catalogue.find`)."""
+        return self.movies.find(title)
+
+    def search(self, query: str, limit: int = 20) -> list[str]:
+        """Titles matching `query`: substring hits by popularity, then close spellings."""
+        return self.movies.search(query, limit)
+
+    def user(self, user: Any) -> int:
+        """The index of a known user id (an int or a string)."""
+        if isinstance(user, float) and not math.isnan(user) and user.is_integer():
+            user = int(user)
+        key = str(user).strip()
+        if blank(user):
+            raise UserError("Enter a user id.")
+        if key in self.user_index:
+            return self.user_index[key]
+        numeric = [int(u) for u in self.users if u.isdigit()]
+        if len(numeric) == len(self.users) and numeric:
+            raise UserError(
+                f"User {key} does not exist: user ids run from {min(numeric)} to {max(numeric)}."
+            )
+        raise UserError(f"Unknown user '{key}' (e.g. {', '.join(self.users[:3])}).")
+
+    def ratings_of(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """A known user's training ratings: (item indices, stars)."""
+        s, e = self.user_start[user], self.user_start[user + 1]
+        return self.rated_items[s:e], self.rated_stars[s:e]
+
+    def parse(self, ratings: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(title, stars) pairs (a list, or a table's rows) -> (item indices, stars).
+
+        Blank rows are skipped; unknown titles, stars outside the scale, a movie rated twice
+        and an empty list raise UserError with a message for a person."""
+        if isinstance(ratings, pd.DataFrame):
+            ratings = ratings.to_numpy().tolist()
+        lo, hi = self.scale
+        idx, stars = [], []
+        for row in ratings or []:
+            title, value = (list(row) + [None, None])[:2]
+            if blank(title) and blank(value):
+                continue
+            n = self.find(title)
+            if blank(value):
+                raise UserError(f"Give '{self.titles[n]}' {lo:g} to {hi:g} stars.")
+            try:
+                s = float(value)
+            except (TypeError, ValueError):
+                raise UserError(
+                    f"Stars for '{self.titles[n]}' must be a number, got {value!r}."
+                ) from None
+            if not lo <= s <= hi or math.isnan(s):
+                raise UserError(
+                    f"Stars must be between {lo:g} and {hi:g}; '{self.titles[n]}' has {value!r}."
+                )
+            if n in idx:
+                raise UserError(f"'{self.titles[n]}' is rated twice: rate each movie once.")
+            idx.append(n)
+            stars.append(s)
+        if not idx:
+            raise UserError("Rate at least one movie (pick a title and give it 1 to 5 stars).")
+        return np.array(idx), np.array(stars, dtype=np.float32)
+
+    # Ranking -----------------------------------------------------------------------------------
+
+    def _explain(
+        self, recs: np.ndarray, items: np.ndarray, stars: np.ndarray, lift: np.ndarray
+    ) -> list[str]:
+        """Why each recommendation: the liked movie it is most similar to, when one is close
+        enough to count; otherwise it is a crowd favourite (its bias, not taste, carries it)."""
+        liked = stars >= min(4, stars.max())  # 4-5 stars, or the user's best if all are lower
+        items, stars = items[liked], stars[liked]
+        sims = self.unit[recs] @ self.unit[items].T
+        out = []
+        for k, j in enumerate(recs):
+            b = sims[k].argmax()
+            if sims[k, b] >= SIMILAR:
+                out.append(
+                    f"because you rated {self.titles[items[b]]} {_stars(stars[b])} "
+                    f"(similarity {sims[k, b]:.2f})"
+                )
+            elif lift[j] > 0:
+                out.append(f"fits your taste; a crowd favourite ({self.means[j]:.1f}★ average)")
+            else:
+                out.append(f"a crowd favourite: {self.means[j]:.1f}★ average")
+        return out
+
+    def _top(self, score: np.ndarray, exclude: np.ndarray, n: int, min_ratings: int) -> np.ndarray:
+        score = score.copy()
+        score[self.counts < min_ratings] = -np.inf
+        score[exclude] = -np.inf
+        top = np.argsort(-score, kind="stable")[: int(n)]
+        return top[np.isfinite(score[top])]
+
+    def _rank(self, vec, items, stars, n, min_ratings, rank_by) -> pd.DataFrame:
+        if rank_by not in RANK_BY:
+            raise UserError(f"rank_by must be one of {', '.join(RANK_BY)}, got {rank_by!r}.")
+        pred = self.taste.predict_all(vec)
+        lift = pred - self.taste.average  # how much more than the average viewer
+        top = self._top(pred if rank_by == "stars" else lift, items, n, min_ratings)
+        lo, hi = self.scale
+        return pd.DataFrame(
+            {
+                "Movie": [self.titles[i] for i in top],
+                "Predicted stars": _round(np.clip(pred[top], lo, hi), 2),
+                "Why": self._explain(top, items, stars, lift) if len(items) else [""] * len(top),
+                "vs. average viewer": _round(lift[top], 2),
+                "Ratings": self.counts[top],
+                "Genres": [self.genres[i] for i in top],
+            }
+        )
+
+    def recommend(
+        self,
+        ratings: Any,
+        n: int = TOP_N,
+        min_ratings: int = MIN_RATINGS,
+        rank_by: str = "stars",
+    ) -> pd.DataFrame:
+        """Top-`n` unrated movies for a new visitor's (title, stars) ratings, explained.
+
+        rank_by "stars": highest predicted stars; "taste": most above what the average viewer
+        would give (favours movies for this visitor over movies everyone likes)."""
+        items, stars = self.parse(ratings)
+        vec = self.taste.fold_in(items, stars)
+        return self._rank(vec, items, stars, n, min_ratings, rank_by)
+
+    def recommend_user(
+        self, user: Any, n: int = TOP_N, min_ratings: int = MIN_RATINGS, rank_by: str = "stars"
+    ) -> pd.DataFrame:
+        """Top-`n` movies a known user has not rated, explained by their own ratings."""
+        u = self.user(user)
+        items, stars = self.ratings_of(u)
+        return self._rank(self.taste.user_vector(u), items, stars, n, min_ratings, rank_by)
+
+    def user_favourites(self, user: Any, n: int = TOP_N) -> pd.DataFrame:
+        """A known user's highest-rated movies (their training ratings)."""
+        items, stars = self.ratings_of(self.user(user))
+        order = np.lexsort((-self.counts[items], -stars))[: int(n)]
+        return pd.DataFrame(
+            {
+                "Movie": [self.titles[i] for i in items[order]],
+                "Stars": stars[order].astype(np.float64),
+                "Genres": [self.genres[i] for i in items[order]],
+            }
+        )
+
+    def similar(self, title: str, n: int = TOP_N, min_ratings: int = MIN_RATINGS) -> pd.DataFrame:
+        """The `n` movies closest to `title` by cosine similarity of their factors."""
+        i = self.find(title)
+        sims = self.unit @ self.unit[i]
+        top = self._top(sims, np.array([i]), n, min_ratings)
+        return pd.DataFrame(
+            {
+                "Movie": [self.titles[j] for j in top],
+                "Similarity": _round(sims[top], 3),
+                "Ratings": self.counts[top],
+                "Genres": [self.genres[j] for j in top],
+            }
+        )
+
+    def bias_ranking(
+        self, n: int = 15, min_ratings: int = MIN_RATINGS
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Movies liked most and least beyond what taste predicts (their learned biases)."""
+        if self.kind != "dot":
+            raise UserError(
+                "The bias ranking needs a DotProductBias model; this one is an EmbeddingNN."
+            )
+        bias = self.taste.item_bias
+        keep = np.flatnonzero(self.counts >= min_ratings)
+        order = keep[np.argsort(-bias[keep], kind="stable")]
+
+        def table(idx: np.ndarray) -> pd.DataFrame:
+            return pd.DataFrame(
+                {
+                    "Movie": [self.titles[i] for i in idx],
+                    "Bias": _round(bias[idx], 3),
+                    "Mean stars": _round(self.means[idx], 2),
+                    "Ratings": self.counts[idx],
+                }
+            )
+
+        return table(order[: int(n)]), table(order[::-1][: int(n)])
+
+    def pca(self, n_movies: int = 500, dims: int = 3) -> tuple[pd.DataFrame, list[float]]:
+        """PCA of the factors of the `n_movies` most-rated movies; returns the coordinates and
+        the share of variance each component explains."""
+        top = np.array(self.popular[: int(n_movies)])
+        vecs = self.taste.item_vecs[top]
+        x = vecs - vecs.mean(0)
+        _, s, vt = np.linalg.svd(x, full_matrices=False)
+        coords = x @ vt[:dims].T
+        share = (s**2 / (s**2).sum())[:dims]
+        frame = pd.DataFrame(coords, columns=[f"PC{k + 1}" for k in range(coords.shape[1])])
+        frame.insert(0, "Movie", [self.titles[i] for i in top])
+        frame["Ratings"] = self.counts[top]
+        frame["Mean stars"] = self.means[top]
+        frame["Bias"] = self.taste.item_bias[top] if self.kind == "dot" else np.nan
+        frame["Genres"] = [self.genres[i] for i in top]
+        return frame, [float(v) for v in share]
