@@ -55,6 +55,11 @@ class DataConfig:
         if self.workers is None:
             self.workers = min(8, os.cpu_count() or 1)
 
+    def label_options(self) -> dict[str, Any]:
+        """The options of `data.find_items`: where the labels come from."""
+        keys = ("labels", "label_re", "path_col", "label_col", "split_col")
+        return {k: getattr(self, k) for k in keys}
+
 
 @dataclass
 class ModelConfig(DataConfig):

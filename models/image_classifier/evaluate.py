@@ -115,14 +115,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     else:
         folder = registry.resolve(cfg.model, SPEC.patterns(), name=NAME)
     clf = load(folder)
-    items = find_items(
-        cfg.data,
-        labels=cfg.labels,
-        label_re=cfg.label_re,
-        path_col=cfg.path_col,
-        label_col=cfg.label_col,
-        split_col=cfg.split_col,
-    )
+    items = find_items(cfg.data, **cfg.label_options())
     items = verify_images(items)
     if skips := describe_skips(items):
         tqdm.write(skips)

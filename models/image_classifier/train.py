@@ -80,14 +80,7 @@ class Setup:
 def prepare(cfg: ModelConfig, *, progress: bool = True) -> Setup:
     """Find, verify and split the data; create the model with a head for its classes.
     progress: show progress and the data summary (one process of several stays quiet)."""
-    items = find_items(
-        cfg.data,
-        labels=cfg.labels,
-        label_re=cfg.label_re,
-        path_col=cfg.path_col,
-        label_col=cfg.label_col,
-        split_col=cfg.split_col,
-    )
+    items = find_items(cfg.data, **cfg.label_options())
     if not items.paths:
         raise UserError(f"No labelled images found in {cfg.data}. " + describe_skips(items))
     items = verify_images(items, progress=progress)
