@@ -34,6 +34,12 @@ def families() -> dict[str, dict[str, Command]]:
     return out
 
 
+def hub_patterns() -> tuple[str, ...]:
+    from shared.hub import MODEL_FILES
+
+    return MODEL_FILES
+
+
 def space_names() -> list[str]:
     return sorted(p.parent.name for p in (ROOT / "spaces").glob("*/app.py"))
 
@@ -59,6 +65,8 @@ def cmd_push(args: argparse.Namespace) -> None:
     from shared import hub
 
     commit = hub.push(args.folder, args.repo, message=args.message)
+    if skipped := hub.left_out(args.folder):
+        print(f"not uploaded (not model files): {', '.join(skipped)}", file=sys.stderr)
     print(f"{args.repo}@{commit}")
 
 
@@ -100,7 +108,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="download again even if cached")
     s.set_defaults(func=cmd_pull)
 
-    s = sub.add_parser("push", help="upload a model folder to a Hub repo", epilog=TOKEN_HELP)
+    s = sub.add_parser(
+        "push",
+        help="make a Hub repo hold a model folder's model files (others there are deleted)",
+        epilog=f"Uploads {', '.join(hub_patterns())}; other files stay local. {TOKEN_HELP}",
+    )
     s.add_argument("folder", type=Path)
     s.add_argument("--repo", required=True, help="Hub repo id, e.g. you/my-model")
     s.add_argument("--message", default="Upload model", help="commit message")

@@ -6,9 +6,12 @@ huggingface_hub reads it itself and we never print it.
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable
+from fnmatch import fnmatch
 from importlib import metadata
 from pathlib import Path
 
@@ -22,6 +25,21 @@ SPACE_PAYLOAD = ("shared", "models", "requirements.txt")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store")
 
 
+# What a model push uploads by default: weights, configs, tokenizers, exports, the card and its
+# pictures. Anything else in the folder (notes, logs, a stray token file) stays local.
+MODEL_FILES = (
+    "*.safetensors",
+    "*.json",
+    "*.onnx",
+    "*.onnx.data",
+    "*.model",
+    "README.md",
+    "*.png",
+    "*.jpg",
+    "*.jpeg",
+)
+
+
 def push(
     folder: str | Path,
     repo_id: str,
@@ -29,16 +47,23 @@ def push(
     message: str = "Upload model",
     repo_type: str = "model",
     private: bool | None = None,
+    patterns: Iterable[str] | None = MODEL_FILES,
+    token: str | None = None,
 ) -> str:
-    """Upload `folder` to `repo_id` (created if needed) and return the head commit id.
+    """Make `repo_id` (created if needed) hold exactly the files of `folder` that match
+    `patterns` (None: every file), deleting the repo's other files; return the head commit id.
 
     Files already on the Hub with the same content are skipped; a push that changes nothing
-    makes no commit and returns the current head.
+    makes no commit and returns the current head. `token`: a visitor's OAuth token; by default
+    huggingface_hub reads HF_TOKEN or the `hf auth login` token itself.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder.")
-    api = HfApi()
+    allow = None if patterns is None else list(patterns)
+    if allow is not None and not any(_matches(p, allow) for p in _files(folder)):
+        raise UserError(f"{folder} holds no model files ({', '.join(allow)}).")
+    api = HfApi(token=token)
     kwargs = {"space_sdk": "gradio"} if repo_type == "space" else {}
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **kwargs)
     info = api.upload_folder(
@@ -46,9 +71,25 @@ def push(
         folder_path=folder,
         repo_type=repo_type,
         commit_message=message,
-        ignore_patterns=["__pycache__/*", "*.pyc", "checkpoints/*", ".*"],
+        allow_patterns=allow,
+        ignore_patterns=["__pycache__/*", "*.pyc", "checkpoints/*", ".*", "*/.*"],
+        delete_patterns="*",  # what the folder no longer has goes (.gitattributes stays)
     )
     return info.oid
+
+
+def _files(folder: Path) -> list[str]:
+    return [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+
+
+def _matches(path: str, patterns: list[str]) -> bool:
+    return any(fnmatch(path, p) for p in patterns)
+
+
+def left_out(folder: str | Path, patterns: Iterable[str] = MODEL_FILES) -> list[str]:
+    """The files of `folder` a model push would not upload."""
+    allow = list(patterns)
+    return sorted(p for p in _files(Path(folder)) if not _matches(p, allow))
 
 
 def write_card(
@@ -122,8 +163,46 @@ Made with the [fast.ai course demos](https://github.com/fastai-course-demos) sui
     return path
 
 
-def assemble_space(space: str, dest: Path) -> Path:
-    """Lay out the Space `space` as the Hub expects it: its app.py at the root, plus the code."""
+def space_models(space: str) -> list[str]:
+    """The registry models that the Space `space` serves."""
+    from shared import registry
+
+    return [m.name for m in registry.specs().values() if m.space == space]
+
+
+def pin(names: Iterable[str]) -> dict[str, str]:
+    """The exact commit each model is served from now: {name: "repo@commit"}.
+
+    A model whose default repo does not exist yet but that builds itself (`Spec.build`) is left
+    out; a local folder, or another missing repo, is an error: a Space can only serve models
+    that are on the Hub."""
+    from shared import registry
+
+    api, pins = HfApi(), {}
+    for name in names:
+        repo, revision = registry.source(name)
+        if revision is None:
+            raise UserError(
+                f"Model '{name}' comes from a local folder ({repo}); push it to the Hub and "
+                f"set {registry.env_var(name)} to that repo before deploying."
+            )
+        try:
+            commit = api.repo_info(repo, revision=revision).sha
+        except Exception as e:
+            if registry.spec(name).build is not None and registry.is_default(name):
+                continue  # it builds itself on first use (and says so)
+            raise UserError(
+                f"Model '{name}' ({repo}@{revision}) could not be found on the Hub "
+                f"({type(e).__name__}); publish it before deploying a Space that serves it."
+            ) from None
+        pins[name] = f"{repo}@{commit}"
+    return pins
+
+
+def assemble_space(space: str, dest: Path, pins: dict[str, str] | None = None) -> Path:
+    """Lay out the Space `space` as the Hub expects it: its app.py at the root, the code, its
+    requirements, the models it serves pinned to exact commits (pins.json, read by the
+    registry), and the card's front matter naming them."""
     from shared import registry
 
     src = ROOT / "spaces" / space
@@ -135,35 +214,66 @@ def assemble_space(space: str, dest: Path) -> Path:
         path = ROOT / item
         if path.is_dir():
             shutil.copytree(path, dest / item, dirs_exist_ok=True, ignore=IGNORE)
-        else:
+        elif not (dest / item).exists():  # the Space's own requirements.txt wins
             shutil.copy2(path, dest / item)
+    pins = pin(space_models(space)) if pins is None else pins
+    (dest / registry.PINS).write_text(json.dumps(pins, indent=2, sort_keys=True) + "\n")
 
     readme = src / "README.md"
     card = SpaceCard.load(readme) if readme.is_file() else None
     front, body = (card.data.to_dict(), card.text) if card else ({}, "")
+    repos = [value.partition("@") for value in pins.values()]
     front.update(
         sdk="gradio",
         sdk_version=metadata.version("gradio"),
+        python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
         app_file="app.py",
-        models=[
-            repo
-            for m in registry.specs().values()
-            if m.space == space
-            for repo, revision in [registry.source(m.name)]
-            if revision is not None  # a local folder is no Hub model
-        ],
+        models=[repo for repo, _, _ in repos] or None,
+        preload_from_hub=[
+            f"{repo} {','.join(_model_files(name, repo, commit))} {commit}"
+            for name, (repo, _, commit) in zip(pins, repos, strict=True)
+        ]
+        or None,
     )
     front.setdefault("title", space.replace("_", " ").title())
     front.setdefault("emoji", "🤗")
     front.setdefault("suggested_hardware", "cpu-basic")
     front.setdefault("short_description", front["title"])
+    front = {k: v for k, v in front.items() if v is not None}
     text = f"---\n{SpaceCardData(**front).to_yaml()}\n---\n{body}"
     SpaceCard(text).save(dest / "README.md")
     return dest
 
 
-def deploy(space: str, repo_id: str) -> str:
-    """Push the Space `space` to the Hub Space `repo_id`; return the commit id."""
+def _model_files(name: str, repo: str, commit: str) -> list[str]:
+    """The files of model `name` at `commit` that the registry downloads (for preloading)."""
+    from shared import registry
+
+    patterns = registry.spec(name).patterns()
+    return [f for f in HfApi().list_repo_files(repo, revision=commit) if _matches(f, patterns)]
+
+
+def deploy(
+    space: str,
+    repo_id: str,
+    *,
+    pins: dict[str, str] | None = None,
+    private: bool | None = None,
+    token: str | None = None,
+) -> str:
+    """Push the Space `space` to the Hub Space `repo_id`; return the commit id.
+
+    `pins` ({model name: "repo@commit"}): the models the Space serves; by default the exact
+    commits the registry's current sources point at. Files the Space no longer has are
+    deleted from its repo."""
     with tempfile.TemporaryDirectory() as tmp:
-        folder = assemble_space(space, Path(tmp) / space)
-        return push(folder, repo_id, repo_type="space", message=f"Deploy {space}")
+        folder = assemble_space(space, Path(tmp) / space, pins)
+        return push(
+            folder,
+            repo_id,
+            repo_type="space",
+            message=f"Deploy {space}",
+            private=private,
+            patterns=None,
+            token=token,
+        )

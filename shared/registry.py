@@ -17,6 +17,7 @@ Point a demo at your own fine-tuned weights without editing code:
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import threading
@@ -28,6 +29,9 @@ from typing import Any
 from shared.errors import ModelError, UserError
 
 DEFAULT_NAMESPACE = "fastai-course-demos"
+# A deployed Space pins the models it serves to exact commits in this file beside app.py.
+PINS = "pins.json"
+ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("demos")
 
 
@@ -43,6 +47,9 @@ class Spec:
     load: Callable[[Path], Any]  # the snapshot folder -> a ready predictor
     space: str  # the folder under spaces/ that serves it
     description: str
+    # Builds the model into a local folder when its default repo does not exist on the Hub
+    # (only then), so that a demo works on a fresh machine before anything is published.
+    build: Callable[[], Path] | None = None
 
     def patterns(self) -> list[str]:
         return list(self.files() if callable(self.files) else self.files)
@@ -123,11 +130,28 @@ def parse(value: str) -> tuple[str, str | None]:
     return repo, revision or "main"
 
 
+def pins() -> dict[str, str]:
+    """{model name: "repo@commit"} of a deployed Space (pins.json), or {} in a checkout."""
+    path = ROOT / PINS
+    if not path.is_file():
+        return {}
+    try:
+        return {str(k): str(v) for k, v in json.loads(path.read_text()).items()}
+    except (ValueError, AttributeError):
+        raise ModelError(f"{path} is not a JSON object of model pins.") from None
+
+
 def source(name: str) -> tuple[str, str | None]:
-    """Where model `name` comes from now: (repo id, revision), or (local folder, None)."""
+    """Where model `name` comes from now: (repo id, revision), or (local folder, None).
+    The environment (DEMO_MODEL_*) wins over the Space's pins, which win over the default."""
     s = spec(name)
-    value = os.environ.get(env_var(name), "").strip()
+    value = os.environ.get(env_var(name), "").strip() or pins().get(name, "")
     return parse(value) if value else (default_repo(s), s.revision)
+
+
+def is_default(name: str) -> bool:
+    """Whether model `name` comes from its catalogue default (nothing set, nothing pinned)."""
+    return not os.environ.get(env_var(name), "").strip() and name not in pins()
 
 
 def offline() -> bool:
@@ -174,7 +198,13 @@ def resolve(
     except RepositoryNotFoundError:
         # "out/pets-typo" with a local out/: most likely a mistyped folder
         local = f" There is no folder {repo} here either." if Path(repo).parent.is_dir() else ""
-        raise ModelError(
+        if name and is_default(name):
+            raise RepoNotFound(
+                f"{what}: this demo's model has not been published yet. Publish every model "
+                f"with one command, `make publish NAMESPACE=<your Hub name>` (README: "
+                f"'Publish your own copy'), then set DEMO_HUB_NAMESPACE to that name.{fix}"
+            ) from None
+        raise RepoNotFound(
             f"{what}: the repository was not found on the Hub (or it is private and HF_TOKEN "
             f"is not set).{local} Push one with `python -m shared.cli push FOLDER --repo "
             f"{repo}`.{fix}"
@@ -193,11 +223,25 @@ def resolve(
     return Path(folder)
 
 
+class RepoNotFound(ModelError):
+    """The repository does not exist on the Hub (or is private)."""
+
+
 def fetch(name: str, *, force: bool = False) -> Path:
-    """Download (or find in the HF cache) the files of model `name`; return the folder."""
+    """Download (or find in the HF cache) the files of model `name`; return the folder.
+
+    A model whose default repo does not exist yet and that can build itself (`Spec.build`)
+    is built into the local cache instead, once."""
+    s = spec(name)
     repo, revision = source(name)
     value = repo if revision is None else f"{repo}@{revision}"
-    return resolve(value, spec(name).patterns(), name=name, force=force)
+    try:
+        return resolve(value, s.patterns(), name=name, force=force)
+    except RepoNotFound:
+        if s.build is None or not is_default(name):
+            raise
+        log.info("Model %s: %s is not on the Hub; building it locally", name, repo)
+        return s.build()
 
 
 def load(name: str) -> Any:

@@ -120,8 +120,13 @@ def test_a_bug_prints_its_traceback(monkeypatch, capsys):
     assert "Traceback" in err and "ZeroDivisionError" in err and "a bug" in err
 
 
-def test_deploy(hub, repo_id):
-    r = cli("deploy", "movie_recommender", "--repo", repo_id)
+def test_deploy(hub, repo_id, tmp_path):
+    from shared.hub import push
+    from tests.factories import tiny_timm
+
+    model = push(tiny_timm(tmp_path / "model", ["a", "b"]), repo_id + "-model")
+    env = {"DEMO_MODEL_PETS_CLASSIFIER": f"{repo_id}-model@{model}"}
+    r = cli("deploy", "image_classifier", "--repo", repo_id, **env)
     assert r.returncode == 0, r.stderr
     files = hub.files(repo_id, type_="space")
     assert "app.py" in files and "shared/cli.py" in files

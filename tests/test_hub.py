@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
 import time
 from fnmatch import fnmatch
@@ -254,7 +256,35 @@ def test_model_card_has_hub_metadata(tmp_path):
     assert "How to use" in body and "hf-hub:me/tiny" in body and "0.9300" in body
 
 
-def test_deploy_space_uploads_the_right_tree(hub, repo_id, tmp_path):
+def test_a_push_uploads_model_files_only_and_prunes_the_rest(tmp_path, hub, repo_id):
+    folder = make_model(tmp_path / "m", 1.0)
+    (folder / "examples").mkdir()
+    (folder / "examples" / "old.jpg").write_bytes(b"jpeg")
+    (folder / "notes.txt").write_text("HF_TOKEN=hf_secret, do not publish")
+    first = hubio.push(folder, repo_id)
+    files = hub.files(repo_id, first)
+    assert "notes.txt" not in files and "model.bin" not in files  # not model files
+    assert {"model.safetensors", "config.json", "examples/old.jpg"} <= set(files)
+    assert hubio.left_out(folder) == ["model.bin", "notes.txt"]
+    (folder / "examples" / "old.jpg").unlink()  # retrained: other examples
+    (folder / "examples" / "new.jpg").write_bytes(b"jpeg2")
+    second = hubio.push(folder, repo_id)
+    files = hub.files(repo_id, second)
+    assert "examples/new.jpg" in files and "examples/old.jpg" not in files
+    assert ".gitattributes" in files  # never pruned
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("nothing to publish")
+    with pytest.raises(UserError, match="holds no model files"):
+        hubio.push(empty, repo_id)
+
+
+def test_deploy_pins_the_exact_model_commit(hub, repo_id, tmp_path, use_model):
+    from tests.factories import tiny_timm
+
+    model_repo = repo_id + "-model"
+    model_commit = hubio.push(tiny_timm(tmp_path / "model", ["cat", "dog"]), model_repo)
+    use_model("pets-classifier", model_repo)  # "main", pinned to its commit by deploy
     commit = hubio.deploy("image_classifier", repo_id)
     files = hub.files(repo_id, commit, type_="space")
     assert "app.py" in files and "requirements.txt" in files
@@ -262,16 +292,50 @@ def test_deploy_space_uploads_the_right_tree(hub, repo_id, tmp_path):
     assert not any("__pycache__" in p or p.startswith(("tests/", "spaces/")) for p in files)
     root = Path(__file__).resolve().parents[1]
     assert files["app.py"] == (root / "spaces/image_classifier/app.py").read_bytes()
-    readme = Path(tmp_path) / "README.md"
+    pinned = json.loads(files[registry.PINS])
+    assert pinned == {"pets-classifier": f"{model_repo}@{model_commit}"}
+    readme = tmp_path / "README.md"
     readme.write_bytes(files["README.md"])
     front = SpaceCard.load(readme).data.to_dict()
     import gradio
 
     assert front["sdk"] == "gradio" and front["sdk_version"] == gradio.__version__
-    assert front["app_file"] == "app.py"
-    assert front["models"] == [registry.source("pets-classifier")[0]]
+    assert front["app_file"] == "app.py" and front["python_version"] == "{}.{}".format(
+        *sys.version_info[:2]
+    )
+    assert front["models"] == [model_repo]
+    repo, files_, sha = front["preload_from_hub"][0].split(" ")
+    assert (repo, sha) == (model_repo, model_commit)
+    assert set(files_.split(",")) == {"config.json", "model.safetensors"}
     for key in ("title", "emoji", "suggested_hardware", "short_description"):
         assert front.get(key), key
+    again = hubio.deploy("image_classifier", repo_id)
+    assert again == commit  # nothing changed: no commit
+
+
+def test_deploy_refuses_what_it_cannot_pin(tmp_path, use_model, repo_id):
+    use_model("pets-classifier", str(tmp_path))
+    with pytest.raises(UserError, match="comes from a local folder"):
+        hubio.deploy("image_classifier", repo_id)
+    use_model("pets-classifier", "tests/never-published")
+    with pytest.raises(UserError, match="publish it before deploying"):
+        hubio.deploy("image_classifier", repo_id)
+
+
+def test_pins_file_sets_the_source_and_the_environment_wins(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "ROOT", tmp_path)
+    (tmp_path / registry.PINS).write_text('{"pets-classifier": "you/pets@abc123"}')
+    assert registry.source("pets-classifier") == ("you/pets", "abc123")
+    assert not registry.is_default("pets-classifier")
+    monkeypatch.setenv(registry.env_var("pets-classifier"), "me/other")
+    assert registry.source("pets-classifier") == ("me/other", "main")
+
+
+def test_an_unpublished_default_model_names_the_publish_command(monkeypatch):
+    monkeypatch.setenv("DEMO_HUB_NAMESPACE", "nobody-published-here")
+    registry.unload("pets-classifier")
+    with pytest.raises(ModelError, match="has not been published yet.*make publish NAMESPACE="):
+        registry.fetch("pets-classifier")
 
 
 def test_deploy_unknown_space():
