@@ -68,7 +68,7 @@ def build_suite() -> gr.Blocks:
             built[name] = e
     with gr.Blocks(title="Practical Deep Learning — live demos") as suite:
         gr.Markdown(HEADER)
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # every demo one tap away on a phone
             for name, demo in built.items():
                 with gr.Tab(label(name), id=name):
                     if isinstance(demo, Exception):

@@ -79,12 +79,13 @@ def use_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], 
 @pytest.fixture
 def launch() -> Iterator[Callable]:
     """Launch a gr.Blocks on a free loopback port; returns its URL; closes it afterwards."""
+    from shared import serve
+
     demos = []
 
     def run(demo) -> str:
-        demo.queue()
-        _, url, _ = demo.launch(
-            server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, show_error=True
+        _, url, _ = serve.launch(
+            demo, server_name="127.0.0.1", prevent_thread_lock=True, quiet=True
         )
         demos.append(demo)
         return url
@@ -129,11 +130,11 @@ def data_dir() -> Callable[[str], Path]:
 @pytest.fixture(scope="session")
 def suite_url() -> Iterator[str]:
     """The whole suite (app.py) served in this process."""
+    from shared import serve
     from shared.suite import build_suite
 
     demo = build_suite()
-    demo.queue()
-    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    _, url, _ = serve.launch(demo, server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
     yield url
     demo.close()
 

@@ -20,7 +20,7 @@ from gradio import processing_utils  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 
 from models.image_classifier import NAME  # noqa: E402  (light: no torch)
-from shared import registry, ui  # noqa: E402
+from shared import registry, serve, ui  # noqa: E402
 from shared.device import gpu  # noqa: E402
 from shared.errors import UserError  # noqa: E402
 
@@ -207,4 +207,4 @@ with gr.Blocks(title="Pet breed classifier") as demo:
     )
 
 if __name__ == "__main__":
-    demo.queue().launch()
+    serve.launch(demo)

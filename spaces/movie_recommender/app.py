@@ -15,7 +15,7 @@ if not (here / "shared").is_dir():
 
 import gradio as gr  # noqa: E402
 
-from shared import registry, ui  # noqa: E402
+from shared import registry, serve, ui  # noqa: E402
 from shared.errors import UserError  # noqa: E402
 
 NAME = "movie-recommender"
@@ -269,4 +269,4 @@ with gr.Blocks(title="Movie recommender") as demo:
     )  # fmt: skip
 
 if __name__ == "__main__":
-    demo.queue().launch()
+    serve.launch(demo)

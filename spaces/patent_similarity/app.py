@@ -17,7 +17,7 @@ import tempfile  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
-from shared import device, registry, ui  # noqa: E402
+from shared import device, registry, serve, ui  # noqa: E402
 from shared.errors import ModelError, UserError  # noqa: E402
 
 NAME = "patent-similarity"
@@ -234,4 +234,4 @@ with gr.Blocks(title="Patent phrase similarity") as demo:
 
 
 if __name__ == "__main__":
-    demo.queue().launch()
+    serve.launch(demo)

@@ -24,7 +24,7 @@ import gradio as gr  # noqa: E402
 
 from models.text_to_image import NAME, png, stream  # noqa: E402
 from models.text_to_image import settings as cfg  # noqa: E402
-from shared import device, registry, ui  # noqa: E402
+from shared import device, registry, serve, ui  # noqa: E402
 from shared.errors import UserError  # noqa: E402
 
 GRID_SCALES = cfg.scales_text(cfg.GRID_SCALES)
@@ -402,4 +402,4 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
     )
 
 if __name__ == "__main__":
-    demo.queue().launch()
+    serve.launch(demo)
