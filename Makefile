@@ -16,10 +16,12 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(PY) -m pip install -r requirements-dev.txt
 	touch $@
 
-# Playwright cannot download its own browser here: the browser tests drive Debian's.
+# Playwright cannot download its own browser here: the browser tests drive Debian's (with an
+# emoji font, so that screenshots show the tabs' emoji).
+EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 chromium:
-	@test -x $(CHROMIUM) || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
-		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+	@test -x $(CHROMIUM) -a -f $(EMOJI_FONT) || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium fonts-noto-color-emoji; }
 
 demo: $(VENV)/.installed
 	$(PY) app.py

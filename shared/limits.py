@@ -8,6 +8,7 @@ excerpt.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from shared.errors import UserError
@@ -32,11 +33,13 @@ QUEUE_PER_DEMO = Limit(
     16, "waiting requests per demo", "a flood of slow requests must not starve the fast demos"
 )
 SESSIONS = Limit(
-    300,
+    100,
     "sessions kept in memory",
-    "each open page keeps a copy of the page's state (~300 KB); older sessions are dropped",
+    "each session keeps a copy of the page's state (~300 KB for the suite): the least recently "
+    "used are dropped beyond this",
 )
 TEMP_AGE = Limit(3600, "seconds a result file is kept", "downloads are for now; the disk is small")
+TEMP_SWEEP = Limit(600, "seconds between sweeps of old result files", "cheap, and often enough")
 
 # Text fields (characters) -----------------------------------------------------------------
 PHRASE = Limit(500, "characters per phrase", "patent phrases are a few words (data's longest: 98)")
@@ -53,6 +56,21 @@ PROMPT = Limit(
 # Files --------------------------------------------------------------------------------------
 CSV_ROWS = Limit(200_000, "rows per CSV", "about 10 minutes of scoring on 2 vCPUs")
 BATCH_IMAGES = Limit(16, "images per batch", "one forward pass; more would delay everyone else")
+
+
+def _from_environment() -> None:
+    """DEMO_LIMIT_<NAME>=value overrides a limit (a bigger Space, a benchmark)."""
+    for name, limit in list(globals().items()):
+        if isinstance(limit, Limit) and (value := os.environ.get(f"DEMO_LIMIT_{name}")):
+            globals()[name] = Limit(int(value), limit.unit, limit.reason)
+
+
+_from_environment()
+
+
+def table() -> list[tuple[str, Limit]]:
+    """Every limit with its name, for documentation."""
+    return [(k, v) for k, v in globals().items() if isinstance(v, Limit)]
 
 
 def excerpt(text: str, chars: int = 60) -> str:

@@ -12,12 +12,12 @@ from typing import Any
 
 import gradio as gr
 from gradio import route_utils
+from gradio.utils import LRUCache
 
 from shared import limits, ui
 
 log = logging.getLogger("demos")
 CONCURRENCY = 4  # requests at a time per event; GPU-heavy events set their own limit of 1
-TEMP_SWEEP = 600  # seconds between two sweeps of old result files
 
 
 def configure_logging() -> None:
@@ -25,7 +25,8 @@ def configure_logging() -> None:
     traceback (shared.ui)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP call otherwise
+    for name in ("httpx", "httpx2"):  # one line per HTTP call otherwise
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def prepare(demo: gr.Blocks) -> gr.Blocks:
@@ -33,10 +34,14 @@ def prepare(demo: gr.Blocks) -> gr.Blocks:
     concurrency group (a flood of slow requests must not starve the fast demos)."""
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=limits.QUEUE.value)
     # result files older than TEMP_AGE are swept (our own outputs too: see ui.output_file)
-    demo.delete_cache = (TEMP_SWEEP, limits.TEMP_AGE.value)
+    demo.delete_cache = (limits.TEMP_SWEEP.value, limits.TEMP_AGE.value)
     queue = demo._queue
     if getattr(queue, "_demos_capped", False):
         return demo
+    # What gradio keeps per session beyond its state (message queues, per-event analytics)
+    # would otherwise grow for thousands of sessions: keep it to about SESSIONS' worth.
+    queue.pending_messages_per_session = LRUCache(2 * limits.SESSIONS.value)
+    queue.ANALYTICS_MAX_EVENTS = 10 * limits.SESSIONS.value
     push = queue.push
 
     async def capped(body: Any, request: Any, username: Any) -> Any:

@@ -438,3 +438,51 @@ def sd15(folder: Path) -> Path:
     )
     pipe.save_pretrained(folder)
     return folder
+
+
+# --- every demo at once -------------------------------------------------------------------------
+
+
+def tiny_patent(root: Path) -> Path:
+    """A patent scorer fine-tuned for one short epoch on `synthetic_pairs` from a tiny DeBERTa
+    (seconds on a CPU), with the CPC titles: what `train patent-similarity` writes."""
+    from models.patent_similarity.config import TrainConfig
+    from models.patent_similarity.data import TEMPLATE
+    from models.patent_similarity.train import train
+
+    root.mkdir(parents=True, exist_ok=True)
+    df = synthetic_pairs()
+    df.to_csv(root / "train.csv", index=False)
+    pd.DataFrame({"code": list(TITLES), "title": list(TITLES.values())}).to_csv(
+        root / "cpc_titles.csv", index=False
+    )
+    texts = [
+        TEMPLATE.format(context=c, target=t, anchor=a)
+        for a, t, c in zip(df.anchor, df.target, df.context, strict=True)
+    ] + [t.lower() for t in TITLES.values()]
+    cfg = TrainConfig(
+        data=root / "train.csv",
+        cpc=root / "cpc_titles.csv",
+        out=root / "model",
+        base=str(deberta_base(root / "base", texts)),
+        epochs=1,
+        lr=3e-3,
+        batch_size=8,
+        use_cpc_titles=True,
+        seed=0,
+    )
+    train(cfg)
+    return cfg.out
+
+
+def tiny_suite(root: Path) -> dict[str, Path]:
+    """A small model for every registry model, each in its family's Hub layout: what the
+    suite serves in the load benchmark and the hostile-input tests."""
+    models = {
+        "pets-classifier": tiny_timm(root / "pets", ["Abyssinian", "Bengal", "american_bulldog"]),
+        "patent-similarity": tiny_patent(root / "patent"),
+        "stable-diffusion": tiny_sd(root / "sd"),
+    }
+    tiny_recommender(root / "recommender")
+    models["movie-recommender"] = root / "recommender"
+    return models
