@@ -30,13 +30,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.update(HF_HUB_DISABLE_XET="1", GRADIO_ANALYTICS_ENABLED="False")
+WORK = Path(tempfile.mkdtemp(prefix="demos-load-"))
+
+from tests.hub_server import Server  # noqa: E402
+
+HUB = Server()  # started before huggingface_hub is imported: it reads HF_ENDPOINT once
+os.environ.update(
+    HF_ENDPOINT=HUB.url,
+    HF_HOME=str(WORK / "hf"),
+    HF_TOKEN="hf_loopback",
+    HF_HUB_DISABLE_XET="1",
+    GRADIO_ANALYTICS_ENABLED="False",
+)
 
 import psutil  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
 from tests import factories  # noqa: E402
-from tests.hub_server import Server  # noqa: E402
 
 
 def endpoints(files: dict[str, Path]) -> dict[str, tuple]:
@@ -211,13 +221,9 @@ def main() -> None:
     p.add_argument("--only", nargs="*", help="endpoints to load (default: all)")
     args = p.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="demos-load-"))
-    hub = Server()
+    work = WORK
     env = {
         **os.environ,
-        "HF_ENDPOINT": hub.url,
-        "HF_HOME": str(work / "hf"),
-        "HF_TOKEN": "hf_loopback",
         "GRADIO_TEMP_DIR": str(work / "gradio"),
         "TMPDIR": str(work / "tmp"),
         "DEMO_BENCH_LOG": str(work / "server.log"),
@@ -225,7 +231,6 @@ def main() -> None:
         "DEMO_LIMIT_TEMP_SWEEP": "10",
     }
     (work / "tmp").mkdir()
-    os.environ.update(HF_ENDPOINT=hub.url, HF_TOKEN="hf_loopback", HF_HOME=str(work / "hf"))
     from shared import hub as hubio
 
     print(f"building and pushing small models to the loopback Hub ({work})")
