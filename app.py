@@ -9,5 +9,6 @@ from shared.suite import build_suite
 demo = build_suite()
 
 if __name__ == "__main__":
-    # 4 requests at a time per endpoint; GPU-heavy endpoints set their own limit of 1.
-    demo.queue(default_concurrency_limit=4).launch()
+    # 4 requests at a time per endpoint; GPU-heavy endpoints set their own limit of 1. Every API
+    # endpoint is also an MCP tool, at /gradio_api/mcp/.
+    demo.queue(default_concurrency_limit=4).launch(mcp_server=True)

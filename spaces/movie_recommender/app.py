@@ -269,4 +269,4 @@ with gr.Blocks(title="Movie recommender") as demo:
     )  # fmt: skip
 
 if __name__ == "__main__":
-    demo.queue().launch()
+    demo.queue().launch(mcp_server=True)
