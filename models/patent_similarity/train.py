@@ -41,6 +41,7 @@ from models.patent_similarity.data import (
     read_pairs,
     split_by_anchor,
 )
+from models.patent_similarity.sources import terms
 from shared import device as devices
 
 
@@ -257,6 +258,7 @@ score = model(**tokenizer(text, return_tensors="pt")).logits.item()  # 0 unrelat
         pipeline_tag="text-classification",
         metrics={"pearson": metrics["pearson"]},
         task_name="Patent phrase similarity",
+        **terms(Path(cfg.data), base),
         dataset_name="U.S. Patent Phrase to Phrase Matching (held-out anchors)",
         training=training,
         usage=usage,
