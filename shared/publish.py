@@ -251,6 +251,10 @@ def train(job: Job, work: Path) -> dict:
     return metrics
 
 
+class Unpublished(UserError):
+    """A model a Space serves has never been published (a run with --only)."""
+
+
 def pins_for(names: list[str], jobs: dict[str, Job], plan: set[str], namespace: str) -> dict:
     """{model: "repo@commit"} for a Space: this run's commits, else what the Hub holds now."""
     pins = {}
@@ -262,7 +266,7 @@ def pins_for(names: list[str], jobs: dict[str, Job], plan: set[str], namespace: 
             if found:
                 pins[name] = f"{model_repo(namespace, name)}@{found[0]}"
             elif registry.spec(name).build is None:
-                raise UserError(f"Model '{name}' is not published yet: publish it first.")
+                raise Unpublished(f"{name} is not published yet (run publish without --only)")
         else:  # not trained by the plan (e.g. Stable Diffusion): its registry source
             pins.update(hub.pin([name]))
     return pins
@@ -340,7 +344,11 @@ def run(
         done = {n: j for n, j in jobs.items() if j.published}
         for space, repo in spaces.items():
             names = hub.space_models(None if space == hub.SUITE else space)
-            pins = pins_for(names, done, plan_names, namespace)
+            try:
+                pins = pins_for(names, done, plan_names, namespace)
+            except Unpublished as e:
+                say(f"{space}: not deployed: {e}")
+                continue
             deployed[space] = {"repo": repo, "revision": hub.deploy(space, repo, pins=pins)}
             say(f"{space}: deployed spaces/{repo}@{deployed[space]['revision']}")
     say(f"done in {time.perf_counter() - started:.0f} s")
