@@ -25,6 +25,11 @@ arguments and that code. A model whose repo already holds the same fingerprint i
 trained nor pushed: its current commit is what the Spaces pin. A deploy uploads only changed
 files, so a re-run with nothing changed makes no commit at all. A change in shared/ alone does
 not retrain: delete the repo's publish.json (or change the plan) to force one model again.
+
+Every data download happens before the first training starts (a missing Kaggle credential
+fails in seconds, not after an hour on a GPU). A Space pins the models trained by this run; our
+other models, the namespace's current commit of each (a Space whose model was never published
+there, after --only, is not deployed); other models (Stable Diffusion), their registry source.
 """
 
 from __future__ import annotations
@@ -255,19 +260,26 @@ class Unpublished(UserError):
     """A model a Space serves has never been published (a run with --only)."""
 
 
-def pins_for(names: list[str], jobs: dict[str, Job], plan: set[str], namespace: str) -> dict:
-    """{model: "repo@commit"} for a Space: this run's commits, else what the Hub holds now."""
+def pins_for(names: list[str], jobs: dict[str, Job], namespace: str) -> dict[str, str]:
+    """{model: "repo@commit"} for a Space: this run's commits; for our other models, what the
+    namespace holds now (a DEMO_MODEL_* setting wins); for others (Stable Diffusion), their
+    registry source."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
     pins = {}
     for name in names:
+        spec = registry.spec(name)
         if name in jobs:
             pins[name] = f"{jobs[name].repo}@{jobs[name].published}"
-        elif name in plan:  # left out with --only: its last published commit
-            found = remote(model_repo(namespace, name), RECORD)
-            if found:
-                pins[name] = f"{model_repo(namespace, name)}@{found[0]}"
-            elif registry.spec(name).build is None:
-                raise Unpublished(f"{name} is not published yet (run publish without --only)")
-        else:  # not trained by the plan (e.g. Stable Diffusion): its registry source
+        elif registry.is_default(name) and "/" not in spec.repo:
+            repo = model_repo(namespace, name)
+            try:
+                pins[name] = f"{repo}@{HfApi().repo_info(repo).sha}"
+            except RepositoryNotFoundError:
+                if spec.build is None:  # else it builds itself on first use
+                    raise Unpublished(f"{name} is not published under {namespace} yet") from None
+        else:
             pins.update(hub.pin([name]))
     return pins
 
@@ -290,7 +302,6 @@ def run(
     except Exception:
         raise UserError(f"'{namespace}' is not a Hub user or organisation name.") from None
     entries = load_plan(plan, only)
-    plan_names = {e.name for e in load_plan(plan)}
     started = time.perf_counter()
     jobs = {e.name: prepare(e, namespace) for e in entries}
     spaces = {s: hub.space_repo(namespace, s) for s in [*hub.space_names(), hub.SUITE]}
@@ -319,6 +330,14 @@ def run(
             say(f"{job.entry.name}: {job.repo} already holds this recipe ({job.published[:12]})")
         else:
             configure(job, work)
+    problems = publish_models(jobs, work, force)
+    deployed = deploy_spaces(spaces, jobs, namespace) if deploy and not problems else {}
+    say(f"done in {time.perf_counter() - started:.0f} s")
+    return summary(jobs, deployed), problems
+
+
+def publish_models(jobs: dict[str, Job], work: Path, force: bool) -> list[str]:
+    """Train what the Hub lacks, gate it, push it; the reasons a model was held back."""
     problems = []
     for job in jobs.values():
         if not job.published:
@@ -339,20 +358,23 @@ def run(
             )
             job.published = hub.push(out, job.repo, message=f"Publish {job.entry.name}")
             say(f"{job.entry.name}: pushed {job.repo}@{job.published}")
+    return problems
+
+
+def deploy_spaces(spaces: dict[str, str], jobs: dict[str, Job], namespace: str) -> dict:
+    """Deploy every Space (and the suite) pinned to the models; {space: {repo, revision}}."""
+    done = {n: j for n, j in jobs.items() if j.published}
     deployed = {}
-    if deploy and not problems:
-        done = {n: j for n, j in jobs.items() if j.published}
-        for space, repo in spaces.items():
-            names = hub.space_models(None if space == hub.SUITE else space)
-            try:
-                pins = pins_for(names, done, plan_names, namespace)
-            except Unpublished as e:
-                say(f"{space}: not deployed: {e}")
-                continue
-            deployed[space] = {"repo": repo, "revision": hub.deploy(space, repo, pins=pins)}
-            say(f"{space}: deployed spaces/{repo}@{deployed[space]['revision']}")
-    say(f"done in {time.perf_counter() - started:.0f} s")
-    return summary(jobs, deployed), problems
+    for space, repo in spaces.items():
+        names = hub.space_models(None if space == hub.SUITE else space)
+        try:
+            pins = pins_for(names, done, namespace)
+        except Unpublished as e:
+            say(f"{space}: not deployed: {e}")
+            continue
+        deployed[space] = {"repo": repo, "revision": hub.deploy(space, repo, pins=pins)}
+        say(f"{space}: deployed spaces/{repo}@{deployed[space]['revision']}")
+    return deployed
 
 
 def summary(jobs: dict[str, Job], spaces: dict) -> dict:

@@ -179,6 +179,30 @@ def test_a_changed_recipe_trains_again_and_only_that(ratings_plan, hub, tmp_path
     )
 
 
+def test_only_publishes_one_model_and_deploys_the_spaces_it_can(ratings_plan, hub, tmp_path):
+    from shared import hub as hubio
+    from tests.factories import tiny_sd
+
+    plan = ratings_plan("max = 5")
+    pets = '[models.pets-classifier]\ntrain = ["--data", "nowhere"]\nfloor = {metric="a", max=1}\n'
+    plan.write_text(plan.read_text() + pets)
+    sd = hubio.push(tiny_sd(tmp_path / "sd"), "only/tiny-sd")
+    r = run_cli(
+        *("publish", "--namespace", "only", "--plan", str(plan), "--only", "movie-recommender"),
+        *("--work", str(tmp_path / "work")),
+        DEMO_MODEL_STABLE_DIFFUSION=f"only/tiny-sd@{sd}",
+    )
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert list(summary["models"]) == ["movie-recommender"]  # pets: not trained, not fetched
+    assert set(summary["spaces"]) == {"movie_recommender", "text_to_image"}
+    assert "image_classifier: not deployed: pets-classifier is not published under only" in r.stderr
+    assert "fastai-course-demos: not deployed" in r.stderr
+    pinned = json.loads(hub.files("only/movie-recommender", type_="space")[registry.PINS])
+    model = summary["models"]["movie-recommender"]
+    assert pinned == {"movie-recommender": f"{model['repo']}@{model['revision']}"}
+
+
 def test_dry_run_prints_the_plan_and_trains_nothing(hub):
     before = len(hub.hub.repos)
     r = run_cli("publish", "--namespace", "dry", "--dry-run")
