@@ -52,7 +52,11 @@ def _base_model(base: str, config: AutoConfig) -> PreTrainedModel:
     if folder.is_dir() and not has_weights:
         print(f"note: {base} holds no weights; starting from random weights")
         return AutoModelForSequenceClassification.from_config(config)
-    return AutoModelForSequenceClassification.from_pretrained(base, config=config)
+    # safetensors only: for a repo that still has a pickle only (microsoft/deberta-v3-small),
+    # transformers takes the safetensors of its conversion pull request
+    return AutoModelForSequenceClassification.from_pretrained(
+        base, config=config, use_safetensors=True
+    )
 
 
 def _examples(tokenizer, texts: list[str], scores: Sequence[float]) -> list[dict]:
