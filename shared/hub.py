@@ -272,12 +272,11 @@ def assemble_suite(
     shutil.copy2(ROOT / "app.py", dest / "app.py")
     shutil.copytree(ROOT / "spaces", dest / "spaces", dirs_exist_ok=True, ignore=IGNORE)
     _copy_code(dest)
-    lines = {
-        line.strip()
+    lines = {  # the requirements, without their comments
+        line.partition("#")[0].strip()
         for path in sorted((ROOT / "spaces").glob("*/requirements.txt"))
         for line in path.read_text().splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    }
+    } - {""}
     (dest / "requirements.txt").write_text("\n".join(sorted(lines, key=str.lower)) + "\n")
     pins = pin(space_models(), token=token) if pins is None else pins
     body = HEADER.replace("# Practical", "# 🎓 Practical", 1)

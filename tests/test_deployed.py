@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
@@ -222,7 +223,10 @@ async def mcp_tools(url: str) -> list:
 
 
 def test_every_api_function_is_a_described_mcp_tool(space):
-    tools = {t.name: t for t in asyncio.run(mcp_tools(space["url"]))}
+    # in a thread of its own: the browser tests' Playwright keeps an event loop in this one
+    with ThreadPoolExecutor(1) as thread:
+        listed = thread.submit(asyncio.run, mcp_tools(space["url"])).result()
+    tools = {t.name: t for t in listed}
     client = Client(space["url"], verbose=False)
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert {api.lstrip("/") for api in endpoints} <= set(tools)

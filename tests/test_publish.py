@@ -227,6 +227,30 @@ def test_publish_needs_a_namespace_and_a_token(tmp_path):
     assert r.returncode == 1 and "No plan at" in r.stderr
 
 
+def test_a_redeploy_prunes_what_the_space_no_longer_has(hub, repo_id):
+    from huggingface_hub import HfApi
+
+    from shared import hub as hubio
+
+    first = hubio.deploy("movie_recommender", repo_id, pins={})
+    assert "requirements.txt" in hub.files(repo_id, first, type_="space")
+    HfApi().upload_file(
+        path_or_fileobj=b"old = 1\n", path_in_repo="shared/removed.py", repo_id=repo_id,
+        repo_type="space",
+    )  # fmt: skip
+    again = hubio.deploy("movie_recommender", repo_id, pins={})
+    assert "shared/removed.py" not in hub.files(repo_id, again, type_="space")
+    assert hub.files(repo_id, again, type_="space") == hub.files(repo_id, first, type_="space")
+    suite = hubio.deploy(hubio.SUITE, repo_id + "-suite", pins={})
+    files = hub.files(repo_id + "-suite", suite, type_="space")
+    assert {"app.py", "spaces/text_to_image/app.py", "shared/suite.py", "pins.json"} <= set(files)
+    wanted = set()
+    for space in hubio.space_names():
+        text = (ROOT / "spaces" / space / "requirements.txt").read_text()
+        wanted |= {line.partition("#")[0].strip() for line in text.splitlines()} - {""}
+    assert sorted(files["requirements.txt"].decode().splitlines()) == sorted(wanted)
+
+
 # --- an unpublished model says how to publish it ----------------------------------------------
 
 
