@@ -11,25 +11,22 @@ The plan (publish.toml) has one table per registry model:
 
 `train` holds the arguments of `demos train <family>` exactly as on the command line; publish
 adds `--out` (a fresh folder under --work) and `--push-to-hub` (NAMESPACE/<the model's repo
-name>). `floor` names a key of the metrics.json the family writes and its bound (`min` or
-`max`): a model below it, or whose metrics.json records a failed guard (`guards.*.passed` is
-false), is not pushed and the command exits non-zero, unless --force.
+name>). A model that misses its `floor` (a key of the metrics.json the family writes, `min` or
+`max`), or whose metrics.json records a failed guard (`guards.*.passed` false), is not pushed
+and the command exits non-zero, unless --force. Every download happens before any training.
 
-Idempotent by fingerprint. Training is not bit-reproducible (timings, GPU kernels), so the files
-of two runs of one recipe differ and cannot say whether anything changed. Each pushed model
-repo therefore carries `publish.json`, whose fingerprint is the sha256 of the recipe: the
-family, the train arguments (a local file or folder among them counted by the sha256 of its
-content, not its path) and the sha256 of every source file of the family's package. Remote data
-is named by pinned addresses (a dataset commit, a file with a known sha256) inside those
-arguments and that code. A model whose repo already holds the same fingerprint is neither
-trained nor pushed: its current commit is what the Spaces pin. A deploy uploads only changed
-files, so a re-run with nothing changed makes no commit at all. A change in shared/ alone does
-not retrain: delete the repo's publish.json (or change the plan) to force one model again.
+Idempotent by fingerprint. Training is not bit-reproducible (timings, GPU kernels), so two runs
+of one recipe write different files. Each pushed model repo therefore carries `publish.json`,
+whose fingerprint is the sha256 of the recipe: the family, its train arguments (a local file or
+folder among them by the sha256 of its content, not its path) and every source file of the
+family's package; remote data is named by pinned addresses (a dataset commit, a known sha256).
+A model whose repo holds the same fingerprint is neither trained nor pushed, and a deploy only
+uploads changed files, so a re-run with nothing changed makes no commit. (A change in shared/
+alone does not retrain: delete the repo's publish.json to force it.)
 
-Every data download happens before the first training starts (a missing Kaggle credential
-fails in seconds, not after an hour on a GPU). A Space pins the models trained by this run; our
-other models, the namespace's current commit of each (a Space whose model was never published
-there, after --only, is not deployed); other models (Stable Diffusion), their registry source.
+A Space pins the models this run published; our other models, the namespace's current commit
+(a Space whose model was never published there, after --only, is skipped); others (Stable
+Diffusion), their registry source.
 """
 
 from __future__ import annotations
