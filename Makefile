@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test lint bench chromium
+.PHONY: demo test lint bench chromium publish
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,6 +31,12 @@ test: $(VENV)/.installed-dev chromium
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
+
+# Train every model of publish.toml from its public data, push it, deploy every Space:
+#   make publish NAMESPACE=you [PUBLISH_ARGS="--only pets-classifier --dry-run"]
+publish: $(VENV)/.installed
+	@test -n "$(NAMESPACE)" || { echo "usage: make publish NAMESPACE=<your Hub name>"; exit 2; }
+	$(PY) -m shared.cli publish --namespace $(NAMESPACE) $(PUBLISH_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check --fix .

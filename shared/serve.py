@@ -69,13 +69,14 @@ def options(**overrides: Any) -> dict[str, Any]:
         "css": ui.CSS,
         "max_file_size": limits.UPLOAD_BYTES.value,
         "state_session_capacity": limits.SESSIONS.value,
+        "mcp_server": True,  # every documented API endpoint is also an MCP tool
         **overrides,
     }
 
 
 def launch(demo: gr.Blocks, **overrides: Any) -> Any:
-    """Serve `demo` with the settings above (GRADIO_SERVER_NAME/PORT and GRADIO_MCP_SERVER
-    are read by gradio itself)."""
+    """Serve `demo` with the settings above (GRADIO_SERVER_NAME/PORT are read by gradio);
+    its API is also an MCP server at /gradio_api/mcp/."""
     configure_logging()
     prepare(demo)
     return demo.launch(**options(**overrides))

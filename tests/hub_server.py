@@ -37,6 +37,7 @@ LFS_SUFFIXES = (
     ".npz",
     ".zip",
     ".gz",
+    ".parquet",
 )
 LFS_MIN_SIZE = 10 * 1024 * 1024
 TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}

@@ -21,9 +21,7 @@ def test_suite_renders_every_tab_without_loading_a_model(page, suite_url, shot):
     assert registry._cache == {}  # rendering the page loads nothing
 
 
-def test_on_a_phone_every_demo_is_one_tap_away_and_nothing_scrolls_sideways(
-    phone, suite_url, shot
-):
+def test_on_a_phone_every_demo_is_one_tap_away_and_nothing_scrolls_sideways(phone, suite_url, shot):
     phone.goto(suite_url)
     phone.get_by_role("heading", name=TITLE).wait_for()
     tabs = [phone.get_by_role("tab", name=suite.label(n)) for n in suite.find_spaces()]
