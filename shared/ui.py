@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
 import gradio as gr
 
 from shared import cancel, registry
@@ -113,7 +112,7 @@ async def _until_stopped(work: Callable[[], Any], switch: threading.Event) -> An
     """Run `work` in a worker thread. If the request is cancelled meanwhile, set its stop
     switch and wait for the work to notice (`cancel.check()`, at least once a second) before
     letting the cancellation through: the event's slot is freed only when the work stopped."""
-    task = asyncio.ensure_future(anyio.to_thread.run_sync(cancel.run_with, switch, work))
+    task = asyncio.ensure_future(asyncio.to_thread(cancel.run_with, switch, work))
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
