@@ -107,9 +107,12 @@ def write_card(
     datasets: Iterable[str] = (),
     tags: Iterable[str] = (),
     license: str = "apache-2.0",
+    license_name: str | None = None,
+    license_link: str | None = None,
     metrics: dict[str, float] | None = None,
 ) -> Path:
-    """Write README.md (the model card) into `folder`: Hub metadata plus a human description."""
+    """Write README.md (the model card) into `folder`: Hub metadata plus a human description.
+    `license_name` and `license_link` name the terms when `license` is "other"."""
     metrics = metrics or {}
     datasets = list(datasets)
     results = [
@@ -131,6 +134,8 @@ def write_card(
         datasets=datasets or None,
         base_model=base_model,
         license=license,
+        license_name=license_name,
+        license_link=license_link,
         eval_results=results or None,
         metrics=list(metrics) or None,
     )
