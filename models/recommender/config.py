@@ -16,6 +16,12 @@ from shared.options import option
 
 MODELS = ("dot", "nn")  # DotProductBias, EmbeddingNN (modules.MODEL_TYPES)
 DEFAULT_LR = {"dot": 3e-2, "nn": 1e-2}  # max learning rate of the one-cycle schedule
+# Adam's settings and the one-cycle shape: PyTorch's defaults, or fastai's (`fit_one_cycle`:
+# Adam with betas (0.9, 0.99) and eps 1e-5, 25 % warm-up, the last lr 1e5 times below the top).
+OPTIMIZERS = {
+    "adamw": {"betas": (0.9, 0.999), "eps": 1e-8, "pct_start": 0.3, "final_div_factor": 1e4},
+    "fastai": {"betas": (0.9, 0.99), "eps": 1e-5, "pct_start": 0.25, "final_div_factor": 1e5},
+}
 
 
 @dataclass
@@ -36,6 +42,7 @@ class Recipe:
     implicit_wd: float = 10.0  # dot: weight decay of the implicit item factors
     features: bool = True  # dot: movies' genres and release year as shared embeddings
     bs: int = 4096  # large batches: few optimiser steps, fast on a CPU
+    optimizer: str = "adamw"  # OPTIMIZERS: "fastai" reproduces the course's fit_one_cycle
     seed: int = 42
     valid_pct: float = 0.2
     fold: int = 0  # 1-5: validate on the canonical fold instead of a random valid_pct split
@@ -92,6 +99,11 @@ class TrainConfig:
         Recipe.features, "dot: learn from the movies' genres and release years (default on)"
     )
     bs: int = option(Recipe.bs, "batch size")
+    optimizer: str = option(
+        Recipe.optimizer,
+        "Adam's settings and one-cycle shape: PyTorch's or fastai's fit_one_cycle",
+        choices=tuple(OPTIMIZERS),
+    )
     seed: int = option(Recipe.seed, "seed of the split and of the training")
     out: Path = option(Path("out/recommender"), "where to write the model folder (Hub layout)")
     push_to_hub: str | None = option(

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from models.recommender.config import Recipe
+from models.recommender.config import OPTIMIZERS, Recipe
 from models.recommender.data import Data, encode, item_features, sorted_ids
 from models.recommender.modules import Y_RANGE, DotProductBias, ItemFeatures, Rated, build
 from shared.errors import UserError
@@ -76,9 +76,16 @@ def _fit(model, train, valid, recipe: Recipe, features: ItemFeatures | None, pro
     if getattr(model, "item_implicit", None) is not None:
         n_users, n_items = model.user_factors.num_embeddings, model.item_factors.num_embeddings
         rated = Rated(train[0], train[1], n_users, n_items)
-    opt = torch.optim.AdamW(groups, lr=recipe.lr)
+    settings = OPTIMIZERS[recipe.optimizer]
+    opt = torch.optim.AdamW(groups, lr=recipe.lr, betas=settings["betas"], eps=settings["eps"])
     steps = math.ceil(len(ratings) / recipe.bs)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=recipe.epochs * steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        recipe.lr,
+        total_steps=recipe.epochs * steps,
+        pct_start=settings["pct_start"],
+        final_div_factor=settings["final_div_factor"],
+    )
     history = []
     bar = tqdm(range(recipe.epochs), desc=f"train {recipe.model}", disable=not progress)
     for epoch in bar:
