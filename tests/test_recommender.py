@@ -21,7 +21,7 @@ import pytest
 from models.recommender import SPEC, movielens
 from models.recommender.config import Recipe
 from models.recommender.data import fold_split, item_features, load_data, read_ratings
-from models.recommender.export import save
+from models.recommender.export import BENCHMARK, save
 from models.recommender.modules import MODEL_TYPES, emb_size
 from models.recommender.serve import Recommender, load
 from models.recommender.train import cross_validate, predict, train
@@ -322,8 +322,11 @@ def test_cli_train_then_evaluate(ratings_csv, tmp_path, capsys):
 
     out = tmp_path / "model"
     args = ["--data", str(ratings_csv), "--factors", "4", "--epochs", "3", "--bs", "2048"]
+    args += ["--optimizer", "fastai", "--fold", "2"]  # the course's Adam; canonical fold 2
     assert cli.main(["train", "recommender", *args, "--out", str(out)]) == 0
     trained = json.loads((out / "metrics.json").read_text())
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert (recipe["optimizer"], recipe["fold"]) == ("fastai", 2)
     capsys.readouterr()
     assert (
         cli.main(["evaluate", "recommender", "--model", str(out), "--data", str(ratings_csv)]) == 0
@@ -688,6 +691,9 @@ def test_a_fresh_machine_builds_the_model_once_and_the_space_serves_it(
         assert "No model is published at `nobody-published-here/movielens-100k-dot`" in (
             space.origin()
         )
+        card = (rec.folder / "README.md").read_text()  # the shipped recipe's benchmark
+        assert f"{BENCHMARK['random'][0]:.4f} ± {BENCHMARK['random'][1]:.4f}" in card
+        assert "canonical folds" in card and f"u1 {BENCHMARK['folds'][0]:.4f}" in card
         # the existing users come from the same download
         favourites, _ = client.predict(3, 5, 1, "stars", api_name="/user_recommendations")
         assert len(favourites["data"]) == 5 and grouplens.requests == 1

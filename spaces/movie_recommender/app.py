@@ -49,27 +49,34 @@ Learning* (lessons 7–8): a `DotProductBias` model (plus SVD++'s implicit term:
 you rate says something too; and the movies' genres and release years, shared by movies of a
 kind) trained on the ratings of MovieLens 100k. Movies with few ratings are left out of
 recommendations (their factors are guesswork); lower the minimum to see them."""
+HINT = "Type part of a title, pick the movie, give it stars and **Add rating**; then **Recommend**."
 BUILT = """ℹ️ **No model is published at `{repo}` yet**, so this one was built on this machine on
 first use (MovieLens 100k downloaded from GroupLens, then seconds of training) and is reused from
 now on. Publish one with `make publish NAMESPACE=<your Hub name>`."""
 
 
+_loaded = set()  # the models this process has loaded once: later calls wait for nothing
+
+
 def model(progress: gr.Progress | None = None):
-    """The shared Recommender; `progress` says what a first use waits for."""
-    if progress is not None:
+    """The shared Recommender; on a first use, `progress` says what it waits for."""
+    if progress is not None and NAME not in _loaded:
         progress(0, desc=LOADING)
-    return registry.load(NAME)
+    rec = registry.load(NAME)
+    _loaded.add(NAME)
+    return rec
 
 
 def origin() -> str:
-    """A note when the served model was built on this machine (nothing published yet)."""
+    """The tab's status line: the hint, and a note when the served model was built on this
+    machine (nothing published yet)."""
     try:
         rec = model()
     except Exception:  # the handler that loaded it has shown why
-        return ""
+        return HINT
     if not build.is_built(rec.folder):
-        return ""
-    return BUILT.format(repo=registry.default_repo(registry.spec(NAME)))
+        return HINT
+    return BUILT.format(repo=registry.default_repo(registry.spec(NAME))) + "\n\n" + HINT
 
 
 def _table(rows) -> list[list]:
@@ -141,7 +148,8 @@ def prepare_users(progress=PROGRESS):
     (cached after the first time), or hide the tab's controls and say why not."""
     try:
         rec = model(progress)
-        progress(0, desc=FETCHING)
+        if not rec.has_ratings:
+            progress(0, desc=FETCHING)
         rec.fetch_ratings()
     except UserError as e:
         note = f"⚠️ **The existing users cannot be shown here.** {e} The other tabs still work."
@@ -177,7 +185,8 @@ def user_recommendations(
     if user is None:
         raise UserError("Enter a user id (MovieLens 100k users are numbered 1 to 943).")
     rec = model(progress)
-    progress(0, desc=FETCHING)
+    if not rec.has_ratings:
+        progress(0, desc=FETCHING)
     rec.fetch_ratings()
     return rec.user_favourites(user, int(n)), rec.recommend_user(
         user, int(n), int(min_ratings), rank_by
@@ -237,7 +246,7 @@ with gr.Blocks(title="Movie recommender") as demo:
     with gr.Tabs():
         with gr.Tab("Rate some movies", id="rate"):
             filled = gr.State(False)
-            status = gr.Markdown(elem_id="rec-status")
+            status = gr.Markdown(HINT, elem_id="rec-status")
             with gr.Row(equal_height=True):
                 movie = gr.Dropdown(
                     label="Movie",
