@@ -40,6 +40,14 @@ CITATION = (
 )
 
 
+class DownloadError(UserError):
+    """The archive could not be fetched, or is not GroupLens' data; `reason` says which."""
+
+    def __init__(self, source: str, reason: str, fix: str) -> None:
+        super().__init__(f"{reason} {fix}")
+        self.source, self.reason = source, reason
+
+
 def url() -> str:
     return os.environ.get(URL_VAR, "").strip() or URL
 
@@ -107,17 +115,20 @@ def _unpack_checked(tmp: Path) -> None:
         with zipfile.ZipFile(archive) as z:
             z.extractall(tmp)
     except (urllib.error.URLError, OSError, zipfile.BadZipFile) as e:
-        raise UserError(
-            f"Could not download MovieLens 100k from {source} ({e}). Download and unzip it "
-            f"yourself, then pass --data path/to/ml-100k."
+        raise DownloadError(
+            source,
+            f"Could not download MovieLens 100k from {source} ({e}).",
+            "Download and unzip it yourself, then pass --data path/to/ml-100k.",
         ) from None
     for name, expected in sorted(checksums().items()):
         path = tmp / "ml-100k" / name
         if not path.is_file() or _sha256(path) != expected:
-            raise UserError(
+            state = "different" if path.is_file() else "missing"
+            raise DownloadError(
+                source,
                 f"The MovieLens 100k download from {source} is not GroupLens' data: {name} is "
-                f"{'different' if path.is_file() else 'missing'} (sha256 check). Nothing was "
-                f"kept; try again later."
+                f"{state} (sha256 check).",
+                "Nothing was kept; try again later.",
             )
 
 

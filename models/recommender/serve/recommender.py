@@ -141,7 +141,14 @@ class Recommender:
                 "This model was not trained on MovieLens 100k, so its users' ratings cannot be "
                 "downloaded (a model folder holds no ratings): only new visitors can be served."
             )
-        self.attach_ratings(read_ratings(movielens.cached() / "u.data")[0])
+        try:
+            folder = movielens.cached()
+        except movielens.DownloadError as e:  # no --data advice here: say it as a visitor needs
+            raise UserError(
+                f"The known users' ratings come from GroupLens' MovieLens 100k download, which "
+                f"failed: {e.reason} Try again later."
+            ) from None
+        self.attach_ratings(read_ratings(folder / "u.data")[0])
 
     # Looking things up ------------------------------------------------------------------------
 
