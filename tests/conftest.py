@@ -36,6 +36,9 @@ os.environ.update(
     DO_NOT_TRACK="1",
     DEMO_HUB_NAMESPACE="tests",
     TOKENIZERS_PARALLELISM="false",
+    # no test reaches GroupLens: a port where nothing listens (tests that need the archive
+    # serve one on 127.0.0.1 and point this at it)
+    DEMO_MOVIELENS_URL="http://127.0.0.1:9/ml-100k.zip",
 )
 os.environ.pop("HF_HUB_OFFLINE", None)
 for key in [k for k in os.environ if k.startswith("DEMO_MODEL_")]:

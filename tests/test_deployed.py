@@ -37,7 +37,7 @@ NAMESPACE = "deployed"
 SPACES = [*hubio.space_names(), hubio.SUITE]
 # The recommender's API docstrings come with the recommender's own branch (issue 10): until
 # then its tools, alone, may lack descriptions (remove this when it lands).
-WAITING_FOR_DOCSTRINGS = {"recommend", "similar_movies", "user_recommendations"}
+WAITING_FOR_DOCSTRINGS: set[str] = set()
 # A Space machine has no checkout of this project: drop the editable install's finder (it
 # maps `shared` and `models` to the checkout) before app.py runs.
 START = """
