@@ -27,9 +27,11 @@ import pytest
 from gradio_client import Client, handle_file
 from huggingface_hub import ModelCard, SpaceCard, snapshot_download
 
+from models.recommender import movielens
 from shared import hub as hubio
 from shared import registry
-from tests.factories import colour_photos, tiny_sd
+from tests.factories import colour_photos, movielens_zip, tiny_sd
+from tests.grouplens import GroupLens
 from tests.tiny_plan import tiny_plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,11 +67,24 @@ def published(tmp_path_factory, hub) -> dict:
         assert r.returncode == 0, r.stderr[-4000:]
         return json.loads(r.stdout.strip().splitlines()[-1]), time.perf_counter() - t
 
+    # the Spaces' "GroupLens": the plan's MovieLens-format data, served from 127.0.0.1
+    archive, sums = movielens_zip(root / "data" / "ml-100k")
+    site = GroupLens({"/ml-100k.zip": archive})
+    grouplens = {
+        movielens.URL_VAR: f"{site.url}/ml-100k.zip",
+        movielens.SHA256_VAR: json.dumps(sums),
+    }
     first, first_s = publish()
     commits = {key: [c.oid for c in repo.commits] for key, repo in hub.hub.repos.items()}
     second, second_s = publish()
     print(f"\nloopback publish: first run {first_s:.1f} s, second (no-op) run {second_s:.1f} s")
-    return {"result": first, "again": second, "commits": commits, "home": root / "hf-home"}
+    return {
+        "result": first,
+        "again": second,
+        "commits": commits,
+        "home": root / "hf-home",
+        "grouplens": grouplens,
+    }
 
 
 def test_a_second_publish_makes_no_commit(published, hub):
@@ -98,11 +113,14 @@ def test_every_card_states_its_data_licence(published, tmp_path):
     for name, model in published["result"]["models"].items():
         folder = snapshot_download(model["repo"], allow_patterns="README.md", cache_dir=tmp_path)
         card = ModelCard.load(Path(folder) / "README.md")
-        license = card.data.to_dict().get("license")
+        meta = card.data.to_dict()
+        license = meta.get("license")
         assert license and license != "apache-2.0", name
-        assert "## Data and licence" in card.text and f"Licence of this model: {license}" in (
-            card.text
-        )
+        terms = meta.get("license_name") or license  # "other" names its terms
+        assert "## Data and licence" in card.text, name
+        assert f"Licence of this model: {terms}" in card.text or (
+            f"Licence of this model: [{terms}]({meta.get('license_link')})" in card.text
+        ), name
 
 
 def free_port() -> int:
@@ -124,6 +142,7 @@ def space(request, published, tmp_path_factory, hub):
         "HF_ENDPOINT": hub.url,
         "HF_HOME": str(published["home"]),
         "GRADIO_SERVER_PORT": str(port),
+        **published["grouplens"],  # the stand-in for the internet's GroupLens, as HF_ENDPOINT
     }
     log = open(folder.parent / f"{name}.log", "w+")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(

@@ -8,10 +8,8 @@ MovieLens tests read $DEMO_DATA/ml-100k and skip without it.
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -35,33 +33,10 @@ from tests.factories import (
     tiny_recommender,
     write_movielens,
 )
+from tests.grouplens import GroupLens
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 RECIPE = Recipe(factors=8, epochs=30, lr=3e-2, wd=1.0, bs=1024, seed=0)
-
-
-class GroupLens:
-    """GroupLens on 127.0.0.1: serves `files` ({path: bytes}) and counts the requests."""
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.files, self.requests = files, 0
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.requests += 1
-                body = outer.files.get(self.path)
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Length", str(len(body or b"")))
-                self.end_headers()
-                self.wfile.write(body or b"")
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture

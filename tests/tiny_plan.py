@@ -14,6 +14,7 @@ from tests.factories import (
     deberta_base,
     synthetic_pairs,
     synthetic_ratings,
+    write_movielens,
 )
 
 PLAN = """
@@ -28,7 +29,7 @@ train = ["--data", "{pairs}", "--cpc", "{cpc}", "--base", "{base}", "--epochs", 
 floor = {{ metric = "pearson", min = -1.0 }}
 
 [models.movie-recommender]
-train = ["--data", "{ratings}", "--epochs", "3", "--factors", "8", "--bs", "1024"]
+train = ["--data", "{movielens}", "--epochs", "3", "--factors", "8", "--bs", "1024"]
 floor = {{ metric = "valid_rmse", max = 5.0 }}
 """
 
@@ -48,7 +49,8 @@ def tiny_plan(root: Path, *, pets_max: float = 1.0) -> Path:
         for a, t, c in zip(pairs.anchor, pairs.target, pairs.context, strict=True)
     ]
     base = deberta_base(root / "deberta", texts)
-    synthetic_ratings(n_users=60, n_items=40).to_csv(root / "ratings.csv", index=False)
+    # MovieLens' own layout: the deployed Space fetches its users' ratings from "GroupLens"
+    write_movielens(root / "ml-100k", synthetic_ratings(n_users=60, n_items=40))
     plan = root / "plan.toml"
     plan.write_text(
         PLAN.format(
@@ -56,7 +58,7 @@ def tiny_plan(root: Path, *, pets_max: float = 1.0) -> Path:
             pairs=root / "train.csv",
             cpc=root / "cpc.csv",
             base=base,
-            ratings=root / "ratings.csv",
+            movielens=root / "ml-100k",
             pets_max=pets_max,
         )
     )

@@ -104,7 +104,8 @@ def write_card(folder: Path, recipe: Recipe, trained: Trained, repo_id: str | No
     hub.write_card(
         folder,
         title=f"MovieLens 100k recommender — {kind}",
-        summary=_summary(trained.data.source == movielens.NAME),
+        summary=SUMMARY,
+        data=_data(trained.data.source == movielens.NAME),
         library_name="pytorch",
         pipeline_tag="tabular-regression",
         task_name="Rating prediction",
@@ -134,25 +135,27 @@ rec.recommend([("Star Wars (1977)", 5), ("Toy Story (1995)", 4), ("Fargo (1996)"
     )
 
 
-def _summary(is_movielens: bool) -> str:
-    data = (
+SUMMARY = (
+    "Collaborative filtering from fast.ai's *Practical Deep Learning* course (lessons 7-8): "
+    "predicts how many stars a user gives a movie from learned latent factors. Beside the "
+    "weights, the repo holds the id maps (`users.json`), the movies' titles, genres, rating "
+    "counts and mean stars (`items.json`) and fold-in's prior (`taste.json`: the mean and "
+    "covariance of the users' vectors and the rating noise), so the demo can find similar "
+    "movies and fold in a new visitor's ratings without retraining. **It holds no rating**: "
+    "the demo downloads the known users' ratings from GroupLens itself."
+)
+
+
+def _data(is_movielens: bool) -> str:
+    """Where the training data comes from, and its terms (the card's "Data and licence")."""
+    if not is_movielens:
+        return "Your own ratings file: its terms are yours to state here."
+    return (
         "MovieLens 100k: 100,000 ratings (1-5 stars) of 1,682 movies by 943 users, collected "
         f"by GroupLens (University of Minnesota), from its official archive ({movielens.URL}). "
         "Its terms (the archive's README) allow research use only: no commercial use without "
         "permission, no redistribution of the data, no implied endorsement, and publications "
         f"cite: {movielens.CITATION}"
-        if is_movielens
-        else "Your own ratings file: its terms are yours to state here."
-    )
-    return (
-        "Collaborative filtering from fast.ai's *Practical Deep Learning* course (lessons 7-8): "
-        "predicts how many stars a user gives a movie from learned latent factors. Beside the "
-        "weights, the repo holds the id maps (`users.json`), the movies' titles, genres, rating "
-        "counts and mean stars (`items.json`) and fold-in's prior (`taste.json`: the mean and "
-        "covariance of the users' vectors and the rating noise), so the demo can find similar "
-        "movies and fold in a new visitor's ratings without retraining. **It holds no rating**: "
-        "the demo downloads the known users' ratings from GroupLens itself.\n\n"
-        f"**Data.** {data}"
     )
 
 
