@@ -1,0 +1,143 @@
+"""The try-it panel: a photo in (upload, webcam or paste), the answer out (in words, the top-k
+bars, a Grad-CAM heatmap), "not sure" under a threshold. For any Space serving a `Classifier`.
+
+`TryIt.build()` lays the components out; `answer(classifier, image, ...)` is the handler's
+work. The image input skips gradio's preprocessing (`read_upload`): `read_image` checks every
+file itself and answers in words for people. gradio only (no torch at import).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from gradio import processing_utils
+from gradio.utils import get_upload_folder
+
+from shared.errors import UserError
+
+TOP_K = 5
+THRESHOLD = 0.5  # under this top probability the answer is "not sure"
+
+
+def read_upload(image: dict | None) -> str | None:
+    """The uploaded file of an image input as it is (events run with preprocess=False)."""
+    if not image:
+        return None
+    url = image.get("url") or ""
+    if url.startswith("data:"):  # inline bytes (rare): store them, undecoded
+        return processing_utils.save_base64_to_cache(url, get_upload_folder())
+    return image["path"]
+
+
+def verdict(top: dict[str, float], threshold: float) -> str:
+    """The answer in words: the top class, or "not sure" when its probability is too low."""
+    best, p = next(iter(top.items()))
+    if p >= threshold:
+        return f"### {best} ({p:.0%})"
+    return f"### 🤔 Not sure\nMy best guess is {best}, with only {p:.0%} confidence."
+
+
+def answer(classifier: Any, image: dict | None, threshold: float, cam: bool):
+    """(top-k confidences, the answer in words, the Grad-CAM overlay or None)."""
+    path = read_upload(image)
+    if path is None:
+        raise UserError("Upload a photo first (or take one with the webcam, or paste one).")
+    if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise UserError("The threshold is a number between 0 and 1.")
+    picture, note = classifier.read(path)
+    if note:
+        gr.Info(note)
+    pred = classifier.predict(picture, k=TOP_K, cam=cam)
+    return pred.top, verdict(pred.top, threshold), pred.heatmap
+
+
+@dataclass
+class TryIt:
+    image: gr.Image
+    cam: gr.Checkbox
+    threshold: gr.Slider
+    button: gr.Button
+    answer: gr.Markdown
+    labels: gr.Label
+    heatmap: gr.Image
+
+    @classmethod
+    def build(cls, prefix: str) -> TryIt:
+        """The panel, its element ids starting with `prefix`."""
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                image = gr.Image(
+                    label="Photo",
+                    elem_id=f"{prefix}-photo",
+                    type="filepath",
+                    sources=["upload", "webcam", "clipboard"],
+                    height=300,
+                )
+                cam = gr.Checkbox(label="Show Grad-CAM heatmap", value=True)
+                threshold = gr.Slider(
+                    0.0,
+                    1.0,
+                    value=THRESHOLD,
+                    step=0.05,
+                    label="Confidence threshold: under it the answer is “not sure”",
+                )
+                button = gr.Button("Classify", variant="primary", elem_id=f"{prefix}-classify")
+            with gr.Column():
+                answer_md = gr.Markdown(elem_id=f"{prefix}-answer")
+                labels = gr.Label(
+                    num_top_classes=TOP_K, label="Likeliest", elem_id=f"{prefix}-labels"
+                )
+                heatmap = gr.Image(
+                    label="Grad-CAM: where the model looked (red = most evidence)",
+                    type="pil",
+                    interactive=False,
+                    height=300,
+                    format="jpeg",
+                    elem_id=f"{prefix}-cam",
+                )
+        return cls(image, cam, threshold, button, answer_md, labels, heatmap)
+
+    @property
+    def inputs(self) -> list:
+        return [self.image, self.threshold, self.cam]
+
+    @property
+    def outputs(self) -> list:
+        return [self.labels, self.answer, self.heatmap]
+
+
+_loaded: OrderedDict[tuple[str, float], Any] = OrderedDict()
+_lock = threading.Lock()
+KEEP = 4  # models kept loaded: sessions trying their new model at the same time
+
+
+def classifier(folder: Path) -> Any:
+    """The `Classifier` in `folder`, loaded once per version of its weights (a few kept)."""
+    from models.image_classifier.predict import load
+
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise UserError("Train a model first (step 3); then try it here.")
+    key = (str(folder), weights.stat().st_mtime)
+    with _lock:
+        if key in _loaded:
+            _loaded.move_to_end(key)
+            return _loaded[key]
+    model = load(folder)
+    with _lock:
+        _loaded[key] = model
+        while len(_loaded) > KEEP:
+            _loaded.popitem(last=False)
+    return model
+
+
+def forget(folder: Path) -> None:
+    """Unload the models of `folder` (its session ended)."""
+    with _lock:
+        for key in [k for k in _loaded if k[0] == str(folder)]:
+            del _loaded[key]
