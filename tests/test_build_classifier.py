@@ -481,3 +481,112 @@ def _png() -> bytes:
     buf = io.BytesIO()
     draw(COLOURS["red"], np.random.default_rng(5), 40).save(buf, "PNG")
     return buf.getvalue()
+
+
+# --- in the browser ------------------------------------------------------------------------------
+
+
+def shot(page, name: str, element: str | None = None) -> None:
+    """A screenshot for a reviewer (artifacts/ is ignored by git)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    if element:
+        page.locator(element).first.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def search_clean_train(page, prefix: str, photos: str) -> None:
+    """Search three colours, remove a photo, train: the builder's first half, as clicked."""
+    page.locator("#build-names").get_by_role("textbox").fill("red, green, blue")
+    per_class = page.locator("#build-per-class input[type=number]")
+    per_class.fill("12")
+    per_class.press("Tab")
+    page.locator("#build-search").click()
+    status = page.locator("#build-data-status")
+    status.get_by_text("36 photos in 3 categories").wait_for()
+    assert "Skipped so far" in status.inner_text()
+    shot(page, f"{prefix}-1-photos", "#build-data-status")
+    page.locator("#build-gallery img").first.click()
+    page.locator("#build-clean-status").get_by_text("1 selected").wait_for()
+    shot(page, f"{prefix}-2-selected", "#build-gallery")
+    page.locator("#build-remove").click()
+    page.locator("#build-clean-status").get_by_text("Removed 1 photo(s).").wait_for()
+    status.get_by_text("35 photos in 3 categories").wait_for()
+    page.locator("#build-plan").get_by_text("Expected time").wait_for()
+    epochs = page.locator("#build-epochs-n input[type=number]")
+    epochs.fill("6")
+    epochs.press("Tab")
+    page.locator("#build-train").click()
+    page.locator("#build-train-status").get_by_text("Trained").wait_for(timeout=300_000)
+    words = page.locator("#build-epochs").inner_text().split()
+    assert (words.count("frozen"), words.count("unfrozen")) == (1, 6), words
+    page.locator("#build-confusion img").wait_for()
+    page.locator("#build-losses img").first.wait_for()
+    shot(page, f"{prefix}-3-trained", "#build-train-status")
+    shot(page, f"{prefix}-4-review", "#build-confusion")
+    page.locator("#build-photo input[type=file]").set_input_files(photos)
+    page.locator("#build-answer").get_by_text("red").wait_for()
+    page.locator("#build-cam img").wait_for(state="attached")
+    shot(page, f"{prefix}-5-try", "#build-answer")
+
+
+@pytest.mark.browser
+def test_browser_search_clean_train_try_push(page, suite_url, stub, hub, tmp_path):
+    from shared import suite
+
+    photo = tmp_path / "red.jpg"
+    photo.write_bytes(stub.photo("red", 99))
+    page.goto(suite_url)
+    tab = page.get_by_role("tab", name=suite.label("build_classifier"))
+    tab.click()
+    shot(page, "1280-0-start")
+    search_clean_train(page, "1280", str(photo))
+    # an error a person can cause stays beside its control, and covers no input
+    page.locator("#build-repo").get_by_role("textbox").fill("no spaces allowed")
+    page.locator("#build-push").click()
+    page.locator("#build-share-status").get_by_text("Sign in with Hugging Face first").wait_for()
+    page.wait_for_timeout(10_000)
+    assert page.locator("#build-share-status").get_by_text("Sign in").is_visible()
+    page.locator("#build-repo").get_by_role("textbox").fill("colours-in-a-browser")
+    shot(page, "1280-6-error", "#build-share-status")
+    # signing in reloads the page: the session takes its photos and model back
+    with page.expect_navigation():  # to /login/huggingface, redirected back to the suite
+        page.locator("#build-login").click()
+    tab.click()
+    page.locator("#build-login").get_by_text("tester").wait_for()
+    page.locator("#build-data-status").get_by_text("35 photos in 3 categories").wait_for()
+    page.locator("#build-repo").get_by_role("textbox").fill("colours-in-a-browser")
+    page.locator("#build-push").click()
+    page.locator("#build-share-status").get_by_text("Pushed to").wait_for()
+    shot(page, "1280-7-pushed", "#build-share-status")
+    page.locator("#build-space").click()
+    page.locator("#build-space-status").get_by_text("Your Space").wait_for()
+
+    import timm
+
+    model = timm.create_model("hf-hub:tester/colours-in-a-browser", pretrained=True)
+    assert model.pretrained_cfg["label_names"] == ["blue", "green", "red"]
+    assert (
+        "hf-hub:tester/colours-in-a-browser"
+        in hub.files("tester/colours-in-a-browser")["README.md"].decode()
+    )
+
+
+@pytest.mark.browser
+def test_browser_phone_layout(browser, load_space, launch, stub, tmp_path):
+    """At 390 px: the first input and action above the fold, nothing wider than the screen."""
+    photo = tmp_path / "red.jpg"
+    photo.write_bytes(stub.photo("red", 98))
+    url = launch(load_space("build_classifier").demo)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    try:
+        page.goto(url)
+        page.locator("#build-names").wait_for()
+        shot(page, "390-0-start")
+        assert page.locator("#build-names").bounding_box()["y"] < 844
+        search_clean_train(page, "390", str(photo))
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the page is {width} px wide"
+    finally:
+        context.close()

@@ -23,7 +23,8 @@ Building a classifier in the browser (the build_classifier Space), torch-free un
 - job.py: the training plan and estimate, one run at a time, live events, Stop
 - review.py: after training: confusion matrix, per-class accuracy, top losses (torch)
 - share.py: the model card, the push with the visitor's token, their own Space
-- tryit.py: the try-it panel (upload, webcam or paste; answer, top-k, Grad-CAM; gradio)
+- cleaner.py: the photo galleries and their selection; the live view of a training run
+- pieces.py: gradio pieces: the try-it panel, errors as status lines, the sign-in button
 """
 
 from __future__ import annotations

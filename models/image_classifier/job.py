@@ -50,7 +50,7 @@ class Plan:
     cap: float  # the time cap
 
     def describe(self) -> str:
-        name, repo = BASES[self.base]
+        repo = base_name(self.base)
         minutes = f"{self.seconds / 60:.1f} min" if self.seconds >= 90 else f"{self.seconds:.0f} s"
         return (
             f"Fine-tunes **{repo}** at {self.size} px on {self.n_photos} photos: 1 epoch with "
@@ -86,10 +86,22 @@ def plan(photos: Path, out: Path, counts: dict[str, int], base: str, epochs: int
     n = sum(counts.values())
     cap = (limits.TRAIN_SECONDS_GPU if gpu else limits.TRAIN_SECONDS_CPU).value
     key = (base, "gpu" if gpu else "cpu")
-    rate = _measured.get(key) or SPEED[key] * (224 / size) ** 2 * (1 if size >= 64 else 0.2)
+    # images a second at 224 px, scaled by pixels; tiny images stop gaining (per-batch costs)
+    rate = (_measured.get(key) or SPEED[key]) * (224 / max(size, 96)) ** 2
     train_images = n * (1 - VALID_PCT) * (1 + epochs)
     seconds = 5 + train_images / rate + n * (2 + epochs) / (rate * 3)  # + validation, review
     return Plan(str(photos), str(out), base, size, epochs, 32 if gpu else 16, n, seconds, cap)
+
+
+def base_name(base: str) -> str:
+    """The base's repo as configured now (DEMO_MODEL_CLASSIFIER_BASE_*), for people."""
+    from shared import registry
+
+    name, default = BASES[base]
+    with contextlib.suppress(UserError):
+        repo, revision = registry.source(name)
+        return repo if revision is not None else f"{default} (a local copy)"
+    return default
 
 
 def base_size(base: str) -> int:
@@ -177,7 +189,7 @@ def run(plan: dict, stop: threading.Event | None = None) -> Iterator[tuple[str, 
 def remember(p: Plan, record: dict) -> None:
     """A finished epoch's measured speed, for the next estimate on this machine."""
     if record.get("images_per_s") and p.size:
-        speed = record["images_per_s"] * (p.size / 224) ** 2
+        speed = record["images_per_s"] * (max(p.size, 96) / 224) ** 2  # at 224 px, as `SPEED`
         _measured[(p.base, "gpu" if devices.likely_gpu() else "cpu")] = speed
 
 

@@ -54,6 +54,7 @@ def write_card(ws: Workspace, repo: str, base: str, review: dict) -> None:
     base_repo, revision = registry.source(BASES[base][0])
     if revision is None:  # a local folder: name what it stands in for, not this server's path
         base_repo = BASES[base][1]
+
     counts = ws.counts()
     labels = list(review["classes"])
     # metrics.json is public once pushed: the run's settings without this server's paths

@@ -16,33 +16,30 @@ here = Path(__file__).resolve().parent
 if not (here / "shared").is_dir():
     sys.path.insert(0, str(here.parents[1]))
 
-import functools  # noqa: E402
-import inspect  # noqa: E402
-import os  # noqa: E402
 import time  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from models.image_classifier import (  # noqa: E402  (all light: no torch)
-    BASES,
     cleaner,
     hub_data,
     job,
     limits,
+    pieces,
     search,
     share,
-    tryit,
 )
 from models.image_classifier import workspace as wsp  # noqa: E402
 from shared import device, ui  # noqa: E402
 from shared.errors import UserError  # noqa: E402
 
 GPU = device.likely_gpu()
+STORE = "build-classifier-workspace"  # the localStorage key of this browser's workspace id
 PER_CLASS = 60 if GPU else 30  # photos to look for per category, by default
 BASE_CHOICES = [
-    (f"Fast: {BASES['cpu'][1].split('/')[1]} (good on a CPU)", "cpu"),
-    (f"Best: {BASES['gpu'][1].split('/')[1]} (needs a GPU to be quick)", "gpu"),
+    (f"Fast: {job.base_name('cpu')} (good on a CPU)", "cpu"),
+    (f"Best: {job.base_name('gpu')} (needs a GPU to be quick)", "gpu"),
 ]
 
 INTRO = f"""Type a few categories (say *grizzly bear, black bear, teddy bear*): the demo searches
@@ -51,41 +48,6 @@ them in a few minutes on this {"GPU" if GPU else "CPU"}. Then look at what it ge
 again, try it on your own photos and push it to your Hugging Face account. This is lessons 1
 and 2 of fast.ai's *Practical Deep Learning*. Your photos and model live only in your session
 and are deleted when you leave (or after {limits.SESSION_SECONDS.value / 60:g} idle minutes)."""
-
-
-def shown(n: int):
-    """Show a handler's failure in its first output, a status line beside the control, for as
-    long as it matters (a toast fades): the other outputs are left as they are, so no input
-    is ever covered. A bug is logged with a reference, which the person sees."""
-
-    def wrap(fn):
-        def message(e: Exception) -> tuple:
-            text = e.message if isinstance(e, gr.Error) else str(e)
-            if not isinstance(e, UserError | gr.Error):
-                text = ui.to_gr_error(e, fn.__name__).message
-            return (f"⚠️ {text}", *[gr.skip()] * (n - 1))
-
-        if inspect.isgeneratorfunction(fn):
-
-            @functools.wraps(fn)
-            def gen(*args, **kwargs):
-                try:
-                    yield from fn(*args, **kwargs)
-                except Exception as e:
-                    yield message(e)
-
-            return gen
-
-        @functools.wraps(fn)
-        def call(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except Exception as e:
-                return message(e)
-
-        return call
-
-    return wrap
 
 
 def key(request: gr.Request | None) -> str:
@@ -122,7 +84,7 @@ def views(ws: wsp.Workspace, label: str | None = None) -> tuple:
 # --- 1. photos -------------------------------------------------------------------------------
 
 
-@shown(7)
+@pieces.shown(7)
 def find_photos(ws_id, names, suffix, per_class, request: gr.Request, progress=gr.Progress()):  # noqa: B008
     """Search the web for photos of each category."""
     queries = search.parse_categories(names, suffix)
@@ -135,7 +97,7 @@ def find_photos(ws_id, names, suffix, per_class, request: gr.Request, progress=g
     yield f"{p.text()}\n\n{summary}", *rest
 
 
-@shown(7)
+@pieces.shown(7)
 def add_uploads(ws_id, files, label, request: gr.Request):
     """Photos (several files, or a zip of one folder per category) under a category."""
     if not files:
@@ -147,7 +109,7 @@ def add_uploads(ws_id, files, label, request: gr.Request):
     return f"Upload: {said}.\n\n{summary}", *rest
 
 
-@shown(7)
+@pieces.shown(7)
 def add_dataset(ws_id, dataset, per_class, request: gr.Request, progress=gr.Progress()):  # noqa: B008
     """Photos from a public Hub dataset in imagefolder layout."""
     if not (dataset or "").strip():
@@ -171,40 +133,38 @@ def stop_search(request: gr.Request):
 # --- 2. and 4. cleaning ------------------------------------------------------------------------
 
 
-@shown(4)
+@pieces.shown(4)
 def show(ws_id, label):
     photos, ids = cleaner.category(need(ws_id), label)
     return "", photos, ids, []
 
 
-@shown(3)
+@pieces.shown(3)
 def pick(ids, selected, ws_id, label, evt: gr.SelectData):
     selected = cleaner.toggle(ids, selected, evt.index)
     photos, _ = cleaner.category(need(ws_id), label, selected)
     return f"{len(selected)} selected", photos, selected
 
 
-@shown(7)
+@pieces.shown(8)
 def remove(ws_id, selected, label):
     ws = need(ws_id)
     if not selected:
         raise UserError("Click the photos to remove first.")
     n = ws.remove(selected)
-    summary, *rest = views(ws, label)
-    return f"Removed {n} photo(s).\n\n{summary}", *rest
+    return f"Removed {n} photo(s).", *views(ws, label)[1:], ws.summary()
 
 
-@shown(7)
+@pieces.shown(8)
 def move(ws_id, selected, label, target):
     ws = need(ws_id)
     if not selected or not target:
         raise UserError("Click the photos to move, then pick the category they belong to.")
     n = ws.move(selected, target)
-    summary, *rest = views(ws, label)
-    return f"Moved {n} photo(s) to {target}.\n\n{summary}", *rest
+    return f"Moved {n} photo(s) to {target}.", *views(ws, label)[1:], ws.summary()
 
 
-@shown(3)
+@pieces.shown(3)
 def pick_loss(ids, selected, ws_id, evt: gr.SelectData):
     selected = cleaner.toggle(ids, selected, evt.index)
     ws = need(ws_id)
@@ -212,7 +172,7 @@ def pick_loss(ids, selected, ws_id, evt: gr.SelectData):
     return f"{len(selected)} selected", photos, selected
 
 
-@shown(4)
+@pieces.shown(4)
 def clean_losses(ws_id, selected, target):
     """Remove (no target) or move the selected top-loss photos."""
     ws = need(ws_id)
@@ -227,7 +187,7 @@ def clean_losses(ws_id, selected, target):
 # --- 3. training -------------------------------------------------------------------------------
 
 
-@shown(1)
+@pieces.shown(1)
 def estimate(ws_id, base, epochs):
     ws = wsp.get(ws_id)
     if ws is None or len(ws.labels()) < limits.MIN_CLASSES:
@@ -241,7 +201,7 @@ def _train(plan: dict, session: str):
     yield from job.run(plan, stop=job.trainings.get(session))
 
 
-@shown(8)
+@pieces.shown(8)
 def train(ws_id, base, epochs, request: gr.Request):
     """Fine-tune on the session's photos: live table and loss curve, then the review."""
     ws = need(ws_id)
@@ -283,10 +243,10 @@ def stop_training(request: gr.Request):
 
 @ui.errors
 def classify(ws_id, image, threshold, cam):
-    return tryit.answer(tryit.classifier(need(ws_id).model_dir), image, threshold, cam)
+    return pieces.answer(pieces.classifier(need(ws_id).model_dir), image, threshold, cam)
 
 
-@shown(2)
+@pieces.shown(2)
 def push(ws_id, name, private, profile: gr.OAuthProfile | None, token: gr.OAuthToken | None):
     """Push the model to the signed-in visitor's account, with their token (used only here)."""
     ws = need(ws_id)
@@ -306,7 +266,7 @@ def push(ws_id, name, private, profile: gr.OAuthProfile | None, token: gr.OAuthT
     )
 
 
-@shown(1)
+@pieces.shown(1)
 def create_space(ws_id, name, profile: gr.OAuthProfile | None, token: gr.OAuthToken | None):
     ws = need(ws_id)
     if profile is None or token is None:
@@ -321,9 +281,9 @@ def create_space(ws_id, name, profile: gr.OAuthProfile | None, token: gr.OAuthTo
     return f"✅ Your Space: [{space}]({share.space_page(space)}), serving {repo}@{commit[:8]}."
 
 
-def restore(saved, request: gr.Request):
+def restore(saved, ws_id, request: gr.Request):
     """A reload (signing in reloads the page) takes this browser's workspace back, if any."""
-    ws = wsp.claim(saved, key(request))
+    ws = wsp.claim(saved, key(request)) if saved != ws_id else None
     if ws is None:
         return [gr.skip()] * 11
     photos, ids = cleaner.top_losses(ws, ws.review)
@@ -338,23 +298,13 @@ def end(request: gr.Request):
     wsp.release(key(request))
 
 
-def login_button() -> gr.Markdown | gr.LoginButton:
-    """Sign-in works on a Space with `hf_oauth` and, outside one, as the machine's own login
-    (gradio's local mock); without either it would stop the whole app, so it says why."""
-    from huggingface_hub import get_token
-
-    if os.environ.get("OAUTH_CLIENT_ID") or (not os.environ.get("SPACE_ID") and get_token()):
-        return gr.LoginButton(elem_id="build-login")
-    return gr.Markdown("Signing in needs this demo to run as a Hugging Face Space with OAuth.")
-
-
 with gr.Blocks(title="Build your own classifier") as demo:
     gr.Markdown("## 🐦 Build your own classifier")
     gr.Markdown(INTRO)
     with gr.Accordion("Limits, and why", open=False):
         gr.Markdown(limits.table())
     ws_id = gr.State(None)  # the workspace id: a secret only this session holds
-    saved = gr.BrowserState(None, storage_key="build-classifier-workspace")
+    saved = gr.Textbox(visible=False)  # the id, kept in this browser's localStorage for a reload
     ids, selected = gr.State([]), gr.State([])
     loss_ids, loss_selected = gr.State([]), gr.State([])
 
@@ -434,7 +384,14 @@ with gr.Blocks(title="Build your own classifier") as demo:
             interactive=False,
             elem_id="build-epochs",
         )
-        curve = gr.LinePlot(x="step", y="loss", color="series", label="Loss", height=240)
+        curve = gr.LinePlot(
+            x="step",
+            y="loss",
+            color="series",
+            color_map={"train": "#2563eb", "valid": "#ea580c"},
+            label="Loss: every batch (train) and every epoch (valid)",
+            height=280,
+        )
 
     gr.Markdown("### 4 · Look and clean again")
     with gr.Row(equal_height=False):
@@ -449,7 +406,7 @@ with gr.Blocks(title="Build your own classifier") as demo:
         )
     losses = gr.Gallery(
         label="Top losses: actual → predicted (probability). Click to select.",
-        columns=4,
+        columns=6,
         height=330,
         allow_preview=False,
         elem_id="build-losses",
@@ -461,10 +418,10 @@ with gr.Blocks(title="Build your own classifier") as demo:
         retrain = gr.Button("Retrain", variant="primary", size="sm", elem_id="build-retrain")
 
     gr.Markdown("### 5 · Try it")
-    panel = tryit.TryIt.build("build")
+    panel = pieces.TryIt.build("build")
 
     gr.Markdown("### 6 · Share it")
-    login_button()
+    pieces.login_button()
     with gr.Row():
         repo_name = gr.Textbox(label="Model repo name", value="my-classifier", elem_id="build-repo")
         private = gr.Checkbox(label="Private", value=False)
@@ -482,29 +439,40 @@ with gr.Blocks(title="Build your own classifier") as demo:
         find_photos, [ws_id, names, suffix, per_class], changed, api_name="search_photos", **slow
     )
     halt_find.click(stop_search, None, data_status, queue=False, api_visibility="private")
-    uploading = upload.click(add_uploads, [ws_id, files, upload_label], changed, **slow)
-    hub_adding = from_hub.click(add_dataset, [ws_id, dataset, per_class], changed, **slow)
-    category.change(show, [ws_id, category], [clean_status, photos, ids, selected])
-    photos.select(pick, [ids, selected, ws_id, category], [clean_status, photos, selected])
-    removing = drop.click(remove, [ws_id, selected, category], changed)
-    moving = relabel.click(move, [ws_id, selected, category, target], changed)
+    ui_only = {"api_visibility": "private"}  # the API is /search_photos and /classify_photo
+    uploading = upload.click(add_uploads, [ws_id, files, upload_label], changed, **slow, **ui_only)
+    hub_adding = from_hub.click(
+        add_dataset, [ws_id, dataset, per_class], changed, **slow, **ui_only
+    )
+    category.change(show, [ws_id, category], [clean_status, photos, ids, selected], **ui_only)
+    photos.select(
+        pick, [ids, selected, ws_id, category], [clean_status, photos, selected], **ui_only
+    )
+    cleaned = [clean_status, *changed[1:], data_status]  # the message beside the buttons
+    removing = drop.click(remove, [ws_id, selected, category], cleaned, **ui_only)
+    moving = relabel.click(move, [ws_id, selected, category, target], cleaned, **ui_only)
     for event in (searching, uploading, hub_adding, removing, moving):
-        event.then(estimate, costs, plan_md, api_visibility="private")
+        event.then(estimate, costs, plan_md, api_visibility="private").then(
+            lambda v: v, ws_id, saved, api_visibility="private"
+        ).then(None, saved, None, js=f"(v) => {{ localStorage.setItem('{STORE}', v || ''); }}")
     gr.on([base.change, epochs.change], estimate, costs, plan_md, api_visibility="private")
 
     trained = [train_status, table, curve, confusion, per_class_df, losses, loss_ids]
     trained.append(loss_selected)
     # one run at a time is the job's line (job.turn), which shows each its place
     for button in (start, retrain):
-        button.click(
-            train, [ws_id, base, epochs], trained, api_name=False, concurrency_limit=8
-        ).then(categories, ws_id, loss_target, api_visibility="private")
+        button.click(train, [ws_id, base, epochs], trained, concurrency_limit=8, **ui_only).then(
+            categories, ws_id, loss_target, api_visibility="private"
+        )
     halt.click(stop_training, None, train_status, queue=False, api_visibility="private")
-    losses.select(pick_loss, [loss_ids, loss_selected, ws_id], [loss_status, losses, loss_selected])
+    losses.select(
+        pick_loss, [loss_ids, loss_selected, ws_id], [loss_status, losses, loss_selected], **ui_only
+    )
     clean_loss.click(
         clean_losses,
         [ws_id, loss_selected, loss_target],
         [loss_status, losses, loss_ids, loss_selected],
+        **ui_only,
     ).then(estimate, costs, plan_md, api_visibility="private")
 
     gr.on(
@@ -516,12 +484,12 @@ with gr.Blocks(title="Build your own classifier") as demo:
         trigger_mode="always_last",
         api_name="classify_photo",
     )
-    publish.click(push, [ws_id, repo_name, private], [share_status, make_space])
-    make_space.click(create_space, [ws_id, space_name], space_status)
-    ws_id.change(lambda v: v, ws_id, saved, api_visibility="private")
-    demo.load(
+    publish.click(push, [ws_id, repo_name, private], [share_status, make_space], **ui_only)
+    make_space.click(create_space, [ws_id, space_name], space_status, **ui_only)
+    # a reload (signing in is one) takes back the workspace this browser kept
+    demo.load(None, None, saved, js=f"() => localStorage.getItem('{STORE}') || ''").then(
         restore,
-        saved,
+        [saved, ws_id],
         [*changed, confusion, per_class_df, losses, loss_ids],
         api_visibility="private",
     ).then(estimate, costs, plan_md, api_visibility="private")

@@ -1,13 +1,18 @@
-"""The try-it panel: a photo in (upload, webcam or paste), the answer out (in words, the top-k
-bars, a Grad-CAM heatmap), "not sure" under a threshold. For any Space serving a `Classifier`.
+"""gradio pieces for the classifier Spaces (the pets one and the builder), no torch at import.
 
-`TryIt.build()` lays the components out; `answer(classifier, image, ...)` is the handler's
-work. The image input skips gradio's preprocessing (`read_upload`): `read_image` checks every
-file itself and answers in words for people. gradio only (no torch at import).
+- the try-it panel: a photo in (upload, webcam or paste), the answer out (in words, the top-k
+  bars, a Grad-CAM heatmap), "not sure" under a threshold: `TryIt.build()` lays it out and
+  `answer(classifier, image, ...)` is the handler's work. The image input skips gradio's
+  preprocessing (`read_upload`): `read_image` checks every file and answers in words.
+- `shown(n)`: a handler's failure as a status line beside its control, never an overlay.
+- `login_button()`: "Sign in with Hugging Face" where signing in can work.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -18,6 +23,7 @@ import gradio as gr
 from gradio import processing_utils
 from gradio.utils import get_upload_folder
 
+from shared import ui
 from shared.errors import UserError
 
 TOP_K = 5
@@ -141,3 +147,48 @@ def forget(folder: Path) -> None:
     with _lock:
         for key in [k for k in _loaded if k[0] == str(folder)]:
             del _loaded[key]
+
+
+def shown(n: int):
+    """Show a handler's failure in its first output, a status line beside the control, for as
+    long as it matters (a toast fades): the other outputs are left as they are, so no input
+    is ever covered. A bug is logged with a reference, which the person sees."""
+
+    def wrap(fn):
+        def message(e: Exception) -> tuple:
+            text = e.message if isinstance(e, gr.Error) else str(e)
+            if not isinstance(e, UserError | gr.Error):
+                text = ui.to_gr_error(e, fn.__name__).message
+            return (f"⚠️ {text}", *[gr.skip()] * (n - 1))
+
+        if inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def gen(*args, **kwargs):
+                try:
+                    yield from fn(*args, **kwargs)
+                except Exception as e:
+                    yield message(e)
+
+            return gen
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as e:
+                return message(e)
+
+        return call
+
+    return wrap
+
+
+def login_button() -> gr.Markdown | gr.LoginButton:
+    """Sign-in works on a Space with `hf_oauth` and, outside one, as the machine's own login
+    (gradio's local mock); without either it would stop the whole app, so it says why."""
+    from huggingface_hub import get_token
+
+    if os.environ.get("OAUTH_CLIENT_ID") or (not os.environ.get("SPACE_ID") and get_token()):
+        return gr.LoginButton(elem_id="build-login")
+    return gr.Markdown("Signing in needs this demo to run as a Hugging Face Space with OAuth.")
