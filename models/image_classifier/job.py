@@ -15,7 +15,9 @@ a place is given up only once its run has really stopped. Torch-free at import.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -29,9 +31,11 @@ from shared.errors import UserError
 
 CPU_SIZE = 160  # px: a CPU trains about twice as fast as at 224 and small photos suffice
 VALID_PCT = 0.2
-# Training images per second by base and hardware, measured (random weights, the same
-# architectures) on a 2-vCPU machine and on one GPU; a finished run's own speed replaces them.
-SPEED = {("cpu", "cpu"): 12.0, ("gpu", "cpu"): 3.0, ("cpu", "gpu"): 400.0, ("gpu", "gpu"): 250.0}
+# Training images a second at 224 px by (base, hardware): on a CPU measured with this recipe on
+# a busy 2-core machine (bench/build_classifier.py: resnet18 at 160 px, 6.9 images/s); on a
+# GPU guessed from the data loading (one thread decodes). The first epoch of each run measures
+# this machine's own speed (`remember`), which the next estimate uses instead.
+SPEED = {("cpu", "cpu"): 4.0, ("gpu", "cpu"): 1.0, ("cpu", "gpu"): 300.0, ("gpu", "gpu"): 200.0}
 _measured: dict[tuple[str, str], float] = {}
 
 
@@ -151,7 +155,7 @@ def run(plan: dict, stop: threading.Event | None = None) -> Iterator[tuple[str, 
                 bs=p.bs,
                 workers=0,
                 valid_pct=VALID_PCT,
-                out=Path(p.out),
+                out=Path(p.out + ".next"),  # the last good model stays until this one is done
                 examples=6,
             )
             train(
@@ -161,13 +165,16 @@ def run(plan: dict, stop: threading.Event | None = None) -> Iterator[tuple[str, 
                 stop=stop,
             )
             events.put(("phase", "Checking every photo with the new model…"))
+            shutil.rmtree(p.out, ignore_errors=True)
+            os.replace(p.out + ".next", p.out)
             events.put(("done", review.review(Path(p.photos), Path(p.out), VALID_PCT, stop)))
         except Stopped:
-            events.put(("stopped", why[0] if why else "Stopped: no model was kept."))
+            events.put(("stopped", why[0] if why else "Stopped: this run's model was dropped."))
         except BaseException as e:  # handed to the reader, which raises it
             events.put(("error", e))
         finally:
             timer.cancel()
+            shutil.rmtree(p.out + ".next", ignore_errors=True)
 
     worker = threading.Thread(target=work, daemon=True, name="build-classifier-train")
     worker.start()

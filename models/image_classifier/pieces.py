@@ -15,6 +15,7 @@ import inspect
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,13 +49,23 @@ def verdict(top: dict[str, float], threshold: float) -> str:
     return f"### 🤔 Not sure\nMy best guess is {best}, with only {p:.0%} confidence."
 
 
-def answer(classifier: Any, image: dict | None, threshold: float, cam: bool):
-    """(top-k confidences, the answer in words, the Grad-CAM overlay or None)."""
+def answer(load: Callable[[], Any], image: dict | None, threshold: float, cam: bool):
+    """(top-k confidences, the answer in words, the Grad-CAM overlay or None) for the model
+    `load()` gives. A problem a person can fix (no photo, not an image, no model yet) is the
+    answer, the old one cleared: no error covers the outputs."""
+    try:
+        return _answer(load, image, threshold, cam)
+    except UserError as e:
+        return None, f"⚠️ {e}", None
+
+
+def _answer(load: Callable[[], Any], image: dict | None, threshold: float, cam: bool):
     path = read_upload(image)
     if path is None:
         raise UserError("Upload a photo first (or take one with the webcam, or paste one).")
     if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
         raise UserError("The threshold is a number between 0 and 1.")
+    classifier = load()
     picture, note = classifier.read(path)
     if note:
         gr.Info(note)

@@ -243,7 +243,7 @@ def stop_training(request: gr.Request):
 
 @ui.errors
 def classify(ws_id, image, threshold, cam):
-    return pieces.answer(pieces.classifier(need(ws_id).model_dir), image, threshold, cam)
+    return pieces.answer(lambda: pieces.classifier(need(ws_id).model_dir), image, threshold, cam)
 
 
 @pieces.shown(2)
@@ -335,10 +335,11 @@ with gr.Blocks(title="Build your own classifier") as demo:
                 file_count="multiple",
                 file_types=["image", ".zip"],
                 height=120,
+                elem_id="build-files",
             )
             with gr.Row():
                 upload_label = gr.Textbox(label="Their category (a zip: its folders)")
-                upload = gr.Button("Add photos", variant="primary")
+                upload = gr.Button("Add photos", variant="primary", elem_id="build-upload")
         with gr.Tab("Hub dataset"):
             dataset = gr.Textbox(
                 label="A public dataset in imagefolder layout (category/photo.jpg)",
