@@ -37,6 +37,7 @@ VALID_PCT = 0.2
 # this machine's own speed (`remember`), which the next estimate uses instead.
 SPEED = {("cpu", "cpu"): 4.0, ("gpu", "cpu"): 1.0, ("cpu", "gpu"): 300.0, ("gpu", "gpu"): 200.0}
 _measured: dict[tuple[str, str], float] = {}
+_sizes: dict[str, int] = {}  # base source -> its pretrained image size
 
 
 @dataclass
@@ -119,8 +120,11 @@ def base_size(base: str) -> int:
     with contextlib.suppress(Exception):
         repo, revision = registry.source(name)
         value = repo if revision is None else f"{repo}@{revision}"
-        config = json.loads((registry.resolve(value, ["config.json"]) / "config.json").read_text())
-        return int(config.get("pretrained_cfg", config).get("input_size", [3, 224, 224])[-1])
+        if value not in _sizes:  # once per source: estimates run on every slider move
+            config = registry.resolve(value, ["config.json"]) / "config.json"
+            cfg = json.loads(config.read_text())
+            _sizes[value] = int(cfg.get("pretrained_cfg", cfg).get("input_size", [0, 0, 224])[-1])
+        return _sizes[value]
     return 224
 
 

@@ -167,10 +167,8 @@ def shown(n: int):
 
     def wrap(fn):
         def message(e: Exception) -> tuple:
-            text = e.message if isinstance(e, gr.Error) else str(e)
-            if not isinstance(e, UserError | gr.Error):
-                text = ui.to_gr_error(e, fn.__name__).message
-            return (f"⚠️ {text}", *[gr.skip()] * (n - 1))
+            # the log gets one line for a person's mistake, the traceback for a bug
+            return (f"⚠️ {ui.to_gr_error(e, fn.__name__).message}", *[gr.skip()] * (n - 1))
 
         if inspect.isgeneratorfunction(fn):
 

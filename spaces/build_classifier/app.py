@@ -16,6 +16,7 @@ here = Path(__file__).resolve().parent
 if not (here / "shared").is_dir():
     sys.path.insert(0, str(here.parents[1]))
 
+import os  # noqa: E402
 import time  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -35,6 +36,7 @@ from shared import device, ui  # noqa: E402
 from shared.errors import UserError  # noqa: E402
 
 GPU = device.likely_gpu()
+ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in {"1", "t", "true"}
 STORE = "build-classifier-workspace"  # the localStorage key of this browser's workspace id
 PER_CLASS = 60 if GPU else 30  # photos to look for per category, by default
 BASE_CHOICES = [
@@ -211,7 +213,12 @@ def train(ws_id, base, epochs, request: gr.Request):
         for place in places:
             yield f"⏳ Waiting for the training slot: {place} ahead of you.", *skip, *skip[:2]
         yield f"🏋️ {p.describe()}", [], None, *skip
-        for kind, item in _train(vars(p), key(request)):
+        events = _train(vars(p), key(request))
+        for kind, item in events:
+            if ZERO_GPU and stop.is_set() and kind == "step":  # the run is in another process
+                events.close()  # which stops it there
+                yield "⏹ Stopped: this run's model was dropped.", *skip, *skip[:2]
+                break
             if kind == "step":
                 text = view.step(item)
                 if time.monotonic() - last > 0.5:  # at most two updates a second
@@ -298,7 +305,8 @@ def end(request: gr.Request):
     wsp.release(key(request))
 
 
-with gr.Blocks(title="Build your own classifier") as demo:
+# gradio keeps copies of the photos it shows: delete those older than a session, hourly
+with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as demo:
     gr.Markdown("## 🐦 Build your own classifier")
     gr.Markdown(INTRO)
     with gr.Accordion("Limits, and why", open=False):
