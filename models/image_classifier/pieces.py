@@ -193,11 +193,31 @@ def shown(n: int):
     return wrap
 
 
-def login_button() -> gr.Markdown | gr.LoginButton:
-    """Sign-in works on a Space with `hf_oauth` and, outside one, as the machine's own login
-    (gradio's local mock); without either it would stop the whole app, so it says why."""
-    from huggingface_hub import get_token
+def login_button(elem_id: str) -> gr.Markdown | gr.LoginButton:
+    """ "Sign in with Hugging Face" where it can work: on a Space with `hf_oauth`, or outside
+    one as the machine's own account (gradio's local mock, which asks the Hub who that is when
+    the app starts and stops the whole app if it cannot). Elsewhere, a line saying why not."""
+    if os.environ.get("OAUTH_CLIENT_ID"):
+        return gr.LoginButton(elem_id=elem_id)
+    if not os.environ.get("SPACE_ID") and local_account():
+        return gr.LoginButton(elem_id=elem_id)
+    return gr.Markdown(
+        "Signing in works when this demo runs as a Hugging Face Space with `hf_oauth: true`, "
+        "or locally with a Hugging Face login (`hf auth login` or HF_TOKEN) and the Hub in "
+        "reach.",
+        elem_id=elem_id,
+    )
 
-    if os.environ.get("OAUTH_CLIENT_ID") or (not os.environ.get("SPACE_ID") and get_token()):
-        return gr.LoginButton(elem_id="build-login")
-    return gr.Markdown("Signing in needs this demo to run as a Hugging Face Space with OAuth.")
+
+def local_account() -> bool:
+    """Whether gradio's local sign-in mock will work: a token, the Hub reachable, a user."""
+    from huggingface_hub import get_token, whoami
+
+    from shared import registry
+
+    if registry.offline() or not get_token():
+        return False
+    try:
+        return whoami().get("type") == "user"
+    except Exception:  # offline, a bad token, an outage: no sign-in, the rest works
+        return False

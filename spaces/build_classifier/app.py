@@ -430,7 +430,7 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
     panel = pieces.TryIt.build("build")
 
     gr.Markdown("### 6 · Share it")
-    pieces.login_button()
+    pieces.login_button("build-login")
     with gr.Row():
         repo_name = gr.Textbox(label="Model repo name", value="my-classifier", elem_id="build-repo")
         private = gr.Checkbox(label="Private", value=False)
