@@ -540,6 +540,12 @@ def test_browser_search_clean_train_try_push(page, suite_url, stub, hub, tmp_pat
     tab.click()
     shot(page, "1280-0-start")
     search_clean_train(page, "1280", str(photo))
+    # the top losses: select one and remove it (empty "move to")
+    page.locator("#build-losses img").first.click()
+    page.locator("#build-loss-status").get_by_text("1 selected").wait_for()
+    page.locator("#build-clean-loss").click()
+    page.locator("#build-loss-status").get_by_text("Removed 1. Retrain").wait_for()
+    page.locator("#build-data-status").get_by_text("34 photos").wait_for()
     # an error a person can cause stays beside its control, and covers no input
     page.locator("#build-repo").get_by_role("textbox").fill("no spaces allowed")
     page.locator("#build-push").click()
@@ -553,7 +559,7 @@ def test_browser_search_clean_train_try_push(page, suite_url, stub, hub, tmp_pat
         page.locator("#build-login").click()
     tab.click()
     page.locator("#build-login").get_by_text("tester").wait_for()
-    page.locator("#build-data-status").get_by_text("35 photos in 3 categories").wait_for()
+    page.locator("#build-data-status").get_by_text("34 photos in 3 categories").wait_for()
     page.locator("#build-repo").get_by_role("textbox").fill("colours-in-a-browser")
     page.locator("#build-push").click()
     page.locator("#build-share-status").get_by_text("Pushed to").wait_for()
@@ -572,8 +578,15 @@ def test_browser_search_clean_train_try_push(page, suite_url, stub, hub, tmp_pat
 
 
 @pytest.mark.browser
-def test_browser_phone_layout(browser, load_space, launch, stub, tmp_path):
-    """At 390 px: the first input and action above the fold, nothing wider than the screen."""
+def test_browser_phone_layout(browser, load_space, launch, stub, tmp_path, repo_id):
+    """At 390 px: the first input and action above the fold, nothing wider than the screen;
+    Stop, a zip upload, a Hub dataset and a mistake, clicked."""
+    dataset = repo_id
+    data = tmp_path / "ds"
+    for i in range(6):
+        (data / "train" / "purple").mkdir(parents=True, exist_ok=True)
+        (data / "train" / "purple" / f"{i}.jpg").write_bytes(stub.photo("purple", i))
+    hub_io.push(data, dataset, repo_type="dataset", patterns=None)
     photo = tmp_path / "red.jpg"
     photo.write_bytes(stub.photo("red", 98))
     url = launch(load_space("build_classifier").demo)
@@ -605,5 +618,18 @@ def test_browser_phone_layout(browser, load_space, launch, stub, tmp_path):
         status.get_by_text("Upload: 4 kept").wait_for()
         assert "yellow" in status.inner_text()
         shot(page, "390-7-uploaded", "#build-data-status")
+        # a Hub dataset in imagefolder layout
+        page.get_by_role("tab", name="Hub dataset").click()
+        page.locator("#build-dataset").get_by_role("textbox").fill(dataset)
+        page.locator("#build-hub").click()
+        status.get_by_text(f"{dataset}: 6 kept").wait_for()
+        assert "purple" in status.inner_text()
+        # a mistake stays beside its button, and the inputs stay usable
+        page.get_by_role("tab", name="Search the web").click()
+        page.locator("#build-names").get_by_role("textbox").fill("just one")
+        page.locator("#build-search").click()
+        status.get_by_text("Type at least 2 categories").wait_for()
+        page.locator("#build-names").get_by_role("textbox").fill("red, blue")
+        shot(page, "390-8-error", "#build-data-status")
     finally:
         context.close()

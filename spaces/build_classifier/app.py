@@ -174,7 +174,7 @@ def pick_loss(ids, selected, ws_id, evt: gr.SelectData):
     return f"{len(selected)} selected", photos, selected
 
 
-@pieces.shown(4)
+@pieces.shown(5)
 def clean_losses(ws_id, selected, target):
     """Remove (no target) or move the selected top-loss photos."""
     ws = need(ws_id)
@@ -183,7 +183,7 @@ def clean_losses(ws_id, selected, target):
     n = ws.move(selected, target) if target else ws.remove(selected)
     photos, ids = cleaner.top_losses(ws, ws.review)
     what = f"Moved {n} to {target}" if target else f"Removed {n}"
-    return f"{what}. Retrain to see the difference.", photos, ids, []
+    return f"{what}. Retrain to see the difference.", photos, ids, [], ws.summary()
 
 
 # --- 3. training -------------------------------------------------------------------------------
@@ -352,8 +352,9 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
             dataset = gr.Textbox(
                 label="A public dataset in imagefolder layout (category/photo.jpg)",
                 placeholder="owner/name",
+                elem_id="build-dataset",
             )
-            from_hub = gr.Button("Add photos from the Hub", variant="primary")
+            from_hub = gr.Button("Add photos from the Hub", variant="primary", elem_id="build-hub")
     data_status = gr.Markdown(elem_id="build-data-status")
 
     gr.Markdown("### 2 · Clean\nClick photos to select them, then remove them or move them.")
@@ -421,9 +422,9 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
         elem_id="build-losses",
     )
     with gr.Row():
-        loss_status = gr.Markdown()
+        loss_status = gr.Markdown(elem_id="build-loss-status")
         loss_target = gr.Dropdown(label="Move them to (empty: remove)", choices=[])
-        clean_loss = gr.Button("Remove or move selected", size="sm")
+        clean_loss = gr.Button("Remove or move selected", size="sm", elem_id="build-clean-loss")
         retrain = gr.Button("Retrain", variant="primary", size="sm", elem_id="build-retrain")
 
     gr.Markdown("### 5 · Try it")
@@ -480,7 +481,7 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
     clean_loss.click(
         clean_losses,
         [ws_id, loss_selected, loss_target],
-        [loss_status, losses, loss_ids, loss_selected],
+        [loss_status, losses, loss_ids, loss_selected, data_status],
         **ui_only,
     ).then(estimate, costs, plan_md, api_visibility="private")
 
