@@ -27,11 +27,13 @@ import pytest
 from gradio_client import Client, handle_file
 from huggingface_hub import ModelCard, SpaceCard, snapshot_download
 
+from models.image_classifier import fetch
 from models.recommender import movielens
 from shared import hub as hubio
 from shared import registry
-from tests.factories import colour_photos, movielens_zip, tiny_sd
+from tests.factories import COLOURS, colour_photos, movielens_zip, tiny_sd
 from tests.grouplens import GroupLens
+from tests.search_stub import Stub
 from tests.tiny_plan import tiny_plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,9 +72,12 @@ def published(tmp_path_factory, hub) -> dict:
     # the Spaces' "GroupLens": the plan's MovieLens-format data, served from 127.0.0.1
     archive, sums = movielens_zip(root / "data" / "ml-100k")
     site = GroupLens({"/ml-100k.zip": archive})
+    web = Stub(COLOURS)  # the builder's image search and the photos it finds
     grouplens = {
         movielens.URL_VAR: f"{site.url}/ml-100k.zip",
         movielens.SHA256_VAR: json.dumps(sums),
+        "DEMO_IMAGE_SEARCH_ENDPOINT": web.url,
+        fetch.ALLOW_LOOPBACK_ENV: "1",  # the stand-ins are on 127.0.0.1
     }
     first, first_s = publish()
     commits = {key: [c.oid for c in repo.commits] for key, repo in hub.hub.repos.items()}
@@ -142,7 +147,7 @@ def space(request, published, tmp_path_factory, hub):
         "HF_ENDPOINT": hub.url,
         "HF_HOME": str(published["home"]),
         "GRADIO_SERVER_PORT": str(port),
-        **published["grouplens"],  # the stand-in for the internet's GroupLens, as HF_ENDPOINT
+        **published["grouplens"],  # stand-ins for the internet (GroupLens, the web), as HF_ENDPOINT
     }
     log = open(folder.parent / f"{name}.log", "w+")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
@@ -215,6 +220,14 @@ def endpoint_calls(tmp_path: Path) -> dict[str, tuple[tuple, object]]:
         "/guidance_grid": (
             ("a cat", "", "1, 4", 0, 2, "Euler", 64, 64, 3, False),
             lambda out: Path(out[1]).is_file() and out[3] == 3,
+        ),
+        "/search_photos": (
+            ("red, blue", "", 5),  # (the session's workspace is gradio state, not an argument)
+            lambda out: "Kept: red 5, blue 5." in out[0],
+        ),
+        "/classify_photo": (  # a session with no model yet: the answer says so, no error
+            (handle_file(photo), 0.5, False),
+            lambda out: "Train a model first" in out[1],
         ),
     }
 

@@ -175,11 +175,13 @@ def test_a_changed_recipe_trains_again_and_only_that(ratings_plan, hub, tmp_path
 def test_only_publishes_one_model_and_deploys_the_spaces_it_can(ratings_plan, hub, tmp_path):
     from shared import hub as hubio
     from tests.factories import tiny_sd
+    from tests.tiny_plan import push_bases
 
     plan = ratings_plan("max = 5")
     pets = '[models.pets-classifier]\ntrain = ["--data", "nowhere"]\nfloor = {metric="a", max=1}\n'
     plan.write_text(plan.read_text() + pets)
     sd = hubio.push(tiny_sd(tmp_path / "sd"), "only/tiny-sd")
+    push_bases(tmp_path / "bases")  # the builder's bases are third-party repos: always there
     r = run_cli(
         *("publish", "--namespace", "only", "--plan", str(plan), "--only", "movie-recommender"),
         *("--work", str(tmp_path / "work")),
@@ -188,7 +190,7 @@ def test_only_publishes_one_model_and_deploys_the_spaces_it_can(ratings_plan, hu
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert list(summary["models"]) == ["movie-recommender"]  # pets: not trained, not fetched
-    assert set(summary["spaces"]) == {"movie_recommender", "text_to_image"}
+    assert set(summary["spaces"]) == {"movie_recommender", "text_to_image", "build_classifier"}
     assert "image_classifier: not deployed: pets-classifier is not published under only" in r.stderr
     assert "fastai-course-demos: not deployed" in r.stderr
     pinned = json.loads(hub.files("only/movie-recommender", type_="space")[registry.PINS])

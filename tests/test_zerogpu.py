@@ -26,7 +26,7 @@ from gradio_client import Client, handle_file
 from shared import device
 from shared import hub as hubio
 from tests.factories import colour_photos, tiny_sd
-from tests.tiny_plan import tiny_plan
+from tests.tiny_plan import push_bases, tiny_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 CALLS: list[str] = []  # "module.qualname" of each call that crossed the boundary
@@ -85,7 +85,8 @@ def published(tmp_path_factory, hub) -> dict[str, str]:
     assert not problems
     pins = {n: f"{m['repo']}@{m['revision']}" for n, m in result["models"].items()}
     sd = hubio.push(tiny_sd(root / "sd"), "zerogpu/tiny-sd")
-    return {**pins, "stable-diffusion": f"zerogpu/tiny-sd@{sd}"}
+    bases = push_bases(root / "bases")
+    return {**pins, **bases, "stable-diffusion": f"zerogpu/tiny-sd@{sd}"}
 
 
 @pytest.fixture
@@ -136,7 +137,7 @@ def test_every_gpu_function_of_every_space_crosses_a_process_boundary(
     for space in hubio.space_names():
         module = load_space(space)
         found[space] = gpu_functions(module)
-        if not found[space]:
+        if not found[space] or space in DIRECT:
             continue
         assert space in calls, f"spaces/{space} has GPU functions: add its API calls here"
         client = Client(launch(module.demo), verbose=False)
@@ -144,9 +145,32 @@ def test_every_gpu_function_of_every_space_crosses_a_process_boundary(
             client.predict(*args, api_name=api)  # an unpicklable argument or result fails it
         missing = found[space] - set(calls_for(space))
         assert not missing, f"{missing} never crossed the boundary: call them through the API"
+    for space, call in DIRECT.items():  # GPU functions that only page events reach
+        call(load_space(space), tmp_path)
+        missing = found[space] - set(calls_for(space))
+        assert not missing, f"{missing} never crossed the boundary"
     assert found["image_classifier"] == {"space_image_classifier.infer"}
+    assert found["build_classifier"] == {"space_build_classifier._train"}
     assert found["text_to_image"] == {"space_text_to_image._run"}
     assert len(found["patent_similarity"]) == 3
+
+
+def train_in_the_builder(module: types.ModuleType, tmp_path: Path) -> None:
+    """The builder's training runs only from its page (no API): call its GPU function with
+    the plain plan its `train` handler passes, and read every event back."""
+    from models.image_classifier import job
+    from models.image_classifier import workspace as wsp
+
+    ws = wsp.create(f"zerogpu-{tmp_path.name}")
+    photos = colour_photos(tmp_path / "build", per_class=4, side=32)
+    for label in ("red", "blue"):
+        ws.add_files(sorted((photos / label).iterdir()), label)
+    plan = job.plan(ws.photos_dir, ws.model_dir, ws.counts(), "cpu", 1)
+    events = list(module._train(vars(plan), "zerogpu-session"))
+    assert events[-1][0] == "done", events[-1]
+
+
+DIRECT = {"build_classifier": train_in_the_builder}
 
 
 def test_the_boundary_refuses_what_does_not_pickle(pool):

@@ -14,6 +14,7 @@ from tests.factories import (
     deberta_base,
     synthetic_pairs,
     synthetic_ratings,
+    tiny_timm,
     write_movielens,
 )
 
@@ -34,11 +35,25 @@ floor = {{ metric = "valid_rmse", max = 5.0 }}
 """
 
 
+def push_bases(root: Path) -> dict[str, str]:
+    """Tiny stand-ins of the pretrained timm bases the builder Space serves, pushed to the
+    loopback Hub under their real ids (the real Hub has them): {name: "repo@commit"}."""
+    from models.image_classifier import BASES
+    from shared.hub import push
+
+    return {
+        name: f"{repo}@{push(tiny_timm(root / name, ['a', 'b']), repo)}"
+        for name, repo in BASES.values()
+    }
+
+
 def tiny_plan(root: Path, *, pets_max: float = 1.0) -> Path:
-    """Write the data, the bases and the plan under `root`; return the plan's path."""
+    """Write the data, the bases and the plan under `root`; return the plan's path. (The
+    builder Space's pretrained bases are pushed to the loopback Hub, where deploys pin them.)"""
     from models.patent_similarity.data import TEMPLATE
 
     root.mkdir(parents=True, exist_ok=True)
+    push_bases(root / "bases")
     photos = colour_photos(root / "photos", per_class=8, side=32)
     pairs = synthetic_pairs(n_anchors=20)
     pairs.to_csv(root / "train.csv", index=False)

@@ -23,6 +23,7 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from models.image_classifier import (  # noqa: E402  (all light: no torch)
+    BASES,
     cleaner,
     hub_data,
     job,
@@ -32,7 +33,7 @@ from models.image_classifier import (  # noqa: E402  (all light: no torch)
     share,
 )
 from models.image_classifier import workspace as wsp  # noqa: E402
-from shared import device, ui  # noqa: E402
+from shared import device, serve, ui  # noqa: E402
 from shared.errors import UserError  # noqa: E402
 
 GPU = device.likely_gpu()
@@ -87,8 +88,15 @@ def views(ws: wsp.Workspace, label: str | None = None) -> tuple:
 
 
 @pieces.shown(7)
-def find_photos(ws_id, names, suffix, per_class, request: gr.Request, progress=gr.Progress()):  # noqa: B008
-    """Search the web for photos of each category."""
+def search_photos(ws_id, names, suffix, per_class, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+    """Search the web for photos of each category and keep the ones that are real photos
+    (checked, de-duplicated) in this session's workspace.
+
+    Args:
+        names: the categories, separated by commas (2 to 10), e.g. "grizzly bear, black bear".
+        suffix: words added to every search, e.g. "photo".
+        per_class: how many photos to keep per category.
+    """
     queries = search.parse_categories(names, suffix)
     ws = ensure(ws_id, request)
     with job.searches.hold(key(request)) as stop:
@@ -249,7 +257,15 @@ def stop_training(request: gr.Request):
 
 
 @ui.errors
-def classify(ws_id, image, threshold, cam):
+def classify_photo(ws_id, image, threshold, cam):
+    """Classify a photo with the model this session trained: the likeliest categories, the
+    answer in words ("not sure" under the threshold) and a Grad-CAM heatmap.
+
+    Args:
+        image: the photo to classify.
+        threshold: under this top probability (0-1) the answer is "not sure".
+        cam: whether to draw the Grad-CAM heatmap.
+    """
     return pieces.answer(lambda: pieces.classifier(need(ws_id).model_dir), image, threshold, cam)
 
 
@@ -383,6 +399,8 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
             elem_id="build-epochs-n",
         )
     plan_md = gr.Markdown(estimate(None, "cpu", 3), elem_id="build-plan")
+    with gr.Accordion("Where the pretrained models come from", open=False):
+        gr.Markdown("\n\n".join(ui.model_info(name) for name, _ in BASES.values()))
     with gr.Row():
         start = gr.Button("Train", variant="primary", elem_id="build-train")
         halt = gr.Button("Stop", variant="stop", elem_id="build-train-stop")
@@ -446,7 +464,7 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
     costs = [ws_id, base, epochs]
     slow = {"concurrency_limit": 4, "concurrency_id": "build-data"}
     searching = find.click(
-        find_photos, [ws_id, names, suffix, per_class], changed, api_name="search_photos", **slow
+        search_photos, [ws_id, names, suffix, per_class], changed, api_name="search_photos", **slow
     )
     halt_find.click(stop_search, None, data_status, queue=False, api_visibility="private")
     ui_only = {"api_visibility": "private"}  # the API is /search_photos and /classify_photo
@@ -487,7 +505,7 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
 
     gr.on(
         [panel.button.click, panel.image.input, panel.cam.input, panel.threshold.release],
-        classify,
+        classify_photo,
         [ws_id, *panel.inputs],
         panel.outputs,
         preprocess=False,
@@ -506,4 +524,4 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
     demo.unload(end)
 
 if __name__ == "__main__":
-    demo.queue(max_size=64).launch(max_file_size=f"{limits.PHOTO_BYTES.value / 1e6:g}mb")
+    serve.launch(demo, max_file_size=limits.PHOTO_BYTES.value)
