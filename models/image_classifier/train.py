@@ -41,6 +41,7 @@ from models.image_classifier.data import (
 )
 from models.image_classifier.evaluate import evaluate_predictions, plot_history, predict_items
 from models.image_classifier.export import base_model, export, write_card, write_examples
+from models.image_classifier.runtime import describe, export_checked
 from shared import device as devices
 from shared.errors import ModelError, UserError
 
@@ -312,9 +313,8 @@ def finish(cfg: TrainConfig, s: Setup, model: nn.Module, history: list[dict]) ->
     valid_paths = [s.items.paths[i] for i in s.valid_idx]
     lookup = {c: i for i, c in enumerate(s.classes)}
     targets = [lookup[s.items.labels[i]] for i in s.valid_idx]
-    probs = predict_items(
-        model, create_transform(**s.data_config), valid_paths, bs=cfg.bs, workers=cfg.workers
-    )
+    transform = create_transform(**s.data_config)
+    probs = predict_items(model, transform, valid_paths, bs=cfg.bs, workers=cfg.workers)
     report = evaluate_predictions(probs, targets, s.classes, valid_paths, out)
     plot_history(history, out / "training.png")
     export(model, out, s.classes, s.data_config)
@@ -339,6 +339,10 @@ def finish(cfg: TrainConfig, s: Setup, model: nn.Module, history: list[dict]) ->
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if cfg.onnx:  # the CPU fast path, shipped only if it passes its accuracy guard
+        size = s.data_config["input_size"][1:]
+        guard = export_checked(model, out, size, transform, valid_paths, probs)
+        tqdm.write(describe(guard))
     write_card(cfg, s.classes, metrics, base_model(cfg, s.model))
     keys = ("accuracy", "error_rate", "valid_loss", "train_loss", "epochs", "n_train", "n_valid")
     return {k: metrics[k] for k in keys}

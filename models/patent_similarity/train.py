@@ -41,6 +41,7 @@ from models.patent_similarity.data import (
     read_pairs,
     split_by_anchor,
 )
+from models.patent_similarity.runtime import describe, export_checked
 from shared import device as devices
 
 
@@ -163,6 +164,10 @@ def train(cfg: TrainConfig) -> tuple[dict, list[dict]]:
     tokenizer.save_pretrained(out)
     (out / TITLES).write_text(json.dumps(titles, indent=1, ensure_ascii=False))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if cfg.onnx:  # the CPU fast path, shipped only if it passes its accuracy guard
+        guard = export_checked(trainer.model, tokenizer, out, texts(va), va.score)
+        metrics["guards"] = {"onnx": guard}
+        print(describe(metrics["guards"]["onnx"]))
     _plot(log, va.score.to_numpy(), preds, base_r, out / "training.png")
     _card(out, metrics, cfg)
     return metrics, log

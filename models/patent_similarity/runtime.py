@@ -1,0 +1,161 @@
+"""The patent scorer's CPU fast path: its ONNX export (int8 where it pays), accuracy guard, runtime.
+
+`export` writes the cross-encoder as a graph from token ids and attention mask (any batch size,
+any length) to the score logit; `quantize` stores its Linear layers' weights as int8 (ONNX
+Runtime's dynamic quantization: activations are quantized per batch as it runs), which is where
+a transformer spends its time on a CPU. `export_checked`, run by `train`, scores validation
+pairs with PyTorch and with each graph, batched as the Space batches: a graph passes its
+guard when its scores correlate at least 0.995 with PyTorch's and its Pearson against the labels
+moves by at most 0.005. The int8 graph ships as model.onnx if it passes, else the fp32 one if it
+does, else none (metrics.json records every number). `Graph` serves it with ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.patent_similarity.data import pearson
+from shared import runtime
+
+EXPORT = runtime.EXPORT
+ENGINE = "onnxruntime"
+MIN_CORRELATION = 0.995  # of the graph's scores with PyTorch's
+MAX_PEARSON_SHIFT = 0.005  # change of the Pearson correlation with the labels
+GUARD_ROWS = 2000  # validation pairs the guard scores (a seeded sample of them)
+
+
+class _Logit(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def export(model: nn.Module, path: Path) -> Path:
+    """Write the fp32 graph: (input_ids, attention_mask) of shape (batch, length) -> logits."""
+    model = model.float().cpu().eval()
+    # an example with padding, batch and length above 1 (a size of 1 would be fixed in the graph)
+    ids = torch.full((3, 12), 5, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    mask[0, 8:] = 0
+    dims = {0: torch.export.Dim("batch", min=1, max=4096), 1: torch.export.Dim("length", max=512)}
+    with warnings.catch_warnings():  # both inputs share their axes, which is what we mean
+        warnings.filterwarnings("ignore", "The axis name: .* shares the same shape constraints")
+        torch.onnx.export(
+            _Logit(model).eval(),
+            (ids, mask),
+            path,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_shapes={"input_ids": dims, "attention_mask": dims},
+            external_data=False,  # one file (deberta-v3-small: 570 MB, under protobuf's 2 GB)
+            verbose=False,
+        )
+    return Path(path)
+
+
+def quantize(src: Path, dst: Path) -> Path:
+    """`src` with the weights of its matrix products (the Linear layers) in int8."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(src))
+    # The exporter's shape annotations trip the quantizer's own shape inference: it redoes them.
+    graph.graph.ClearField("value_info")
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Path(tmp) / "plain.onnx"
+        onnx.save(graph, str(plain))
+        quantize_dynamic(
+            plain,
+            dst,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+        )
+    return Path(dst)
+
+
+class Graph:
+    """The exported graph, ready to score: (input_ids, attention_mask) -> logits (batch,)."""
+
+    def __init__(self, path: Path, config, *, threads: int | None = None):
+        self.config = config  # what the predictor reads: template, titles, contexts, split
+        self.engine = ENGINE
+        self._run = runtime.open_graph(
+            path, engine=ENGINE, threads=threads or torch.get_num_threads()
+        )
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        return self._run(feeds)[0][:, 0]
+
+
+def measure(scores: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict:
+    """A graph's guard numbers: its scores against PyTorch's and against the labels."""
+    shift = pearson(scores, labels) - pearson(reference, labels)
+    correlation = float(np.corrcoef(scores, reference)[0, 1])
+    return {
+        "passed": bool(correlation >= MIN_CORRELATION and abs(shift) <= MAX_PEARSON_SHIFT),
+        "correlation": round(correlation, 6),
+        "pearson_shift": round(float(shift), 6),
+        "max_score_diff": round(float(np.abs(scores - reference).max()), 6),
+    }
+
+
+def export_checked(
+    model: nn.Module, tokenizer, folder: Path, texts: Sequence[str], labels: Sequence[float]
+) -> dict:
+    """Export, quantize and guard on validation pairs (model input texts and their labels);
+    model.onnx is the int8 graph if it passes, else the fp32 one if it does, else absent."""
+    from models.patent_similarity.predict import Predictor
+
+    folder = Path(folder)
+    rng = np.random.default_rng(0)
+    pick = np.sort(rng.permutation(len(texts))[:GUARD_ROWS])
+    texts = [texts[i] for i in pick]
+    labels = np.asarray(labels, dtype=np.float32)[pick]
+    model = model.float().cpu().eval()
+    reference = Predictor(model, tokenizer, {}).score_texts(texts)
+    guard = {
+        "file": EXPORT,
+        "engine": ENGINE,
+        "pairs": len(texts),
+        "min_correlation": MIN_CORRELATION,
+        "max_pearson_shift": MAX_PEARSON_SHIFT,
+        "pearson_torch": round(pearson(reference, labels), 6),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export(model, Path(tmp) / "fp32.onnx")
+        int8 = quantize(fp32, Path(tmp) / "int8.onnx")
+        shipped = None
+        for precision, path in (("int8", int8), ("fp32", fp32)):
+            graph = Graph(path, model.config)
+            guard[precision] = measure(
+                Predictor(graph, tokenizer, {}).score_texts(texts), reference, labels
+            )
+            if shipped is None and guard[precision]["passed"]:
+                shipped = precision
+                path.replace(folder / EXPORT)
+    guard |= {"passed": shipped is not None, "precision": shipped}
+    return runtime.record_guard(folder, guard)
+
+
+def describe(guard: dict) -> str:
+    """The guard in one line, for the training log."""
+    parts = [
+        f"{p}: correlation {guard[p]['correlation']:.4f}, Pearson shift "
+        f"{guard[p]['pearson_shift']:+.4f}"
+        for p in ("int8", "fp32")
+        if p in guard
+    ]
+    verdict = f"{guard['precision']} shipped" if guard["passed"] else "none passed: PyTorch serves"
+    return f"{EXPORT} on {guard['pairs']} validation pairs ({'; '.join(parts)}): {verdict}"

@@ -1,0 +1,151 @@
+"""Which runtime serves a model here: PyTorch, or the ONNX graph exported beside its weights.
+
+A family with a CPU fast path exports `model.onnx` at train time (never at start-up), measures
+it against PyTorch on validation data (its accuracy guard, recorded in the folder's
+metrics.json under "guards") and deletes a graph that fails. At load, `choose` picks the graph
+on a CPU and PyTorch on a GPU; DEMO_RUNTIME=torch|onnx overrides. A folder without the graph is
+served with PyTorch, with a one-line notice. `open_graph` runs a graph with ONNX Runtime or
+OpenVINO; `guard_problems` is the check `publish` makes before it pushes a folder.
+
+ONNX is a data format (a graph of standard operators and its weights): loading one runs no code.
+Torch-free; onnxruntime and openvino are imported only when a graph is opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shared.errors import UserError
+
+ENV = "DEMO_RUNTIME"
+EXPORT = "model.onnx"
+METRICS = "metrics.json"
+ENGINES = ("onnxruntime", "openvino")
+log = logging.getLogger("demos")
+
+Run = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Choice:
+    runtime: str  # "onnx" or "torch"
+    notice: str | None = None  # why the fast path is not used, when it was wanted
+
+
+def wanted() -> str | None:
+    """DEMO_RUNTIME: "torch", "onnx", or None (the default: the graph on a CPU, if shipped)."""
+    value = os.environ.get(ENV, "").strip().lower()
+    if value in ("", "auto"):
+        return None
+    if value not in ("torch", "onnx"):
+        raise UserError(f"{ENV}={value!r} is not a runtime: use torch or onnx (or leave it unset).")
+    return value
+
+
+def choose(folder: Path, device_type: str, *, name: str, engine: str = "onnxruntime") -> Choice:
+    """The runtime for the model in `folder` on a `device_type` ("cpu", "cuda", "mps")."""
+    want = wanted()
+    if want == "torch" or (want is None and device_type != "cpu"):
+        return Choice("torch")
+    why = None
+    if not (Path(folder) / EXPORT).is_file():
+        why = f"its files have no {EXPORT} (the CPU fast path; `train` exports it)"
+    else:
+        try:
+            __import__(engine)
+        except ImportError:
+            why = f"{engine} is not installed (pip install -r requirements.txt)"
+    if why is None:
+        return Choice("onnx")
+    notice = f"Model '{name}' runs with PyTorch, slower on a CPU: {why}."
+    log.warning(notice)
+    return Choice("torch", notice)
+
+
+def open_graph(path: Path, *, engine: str = "onnxruntime", threads: int | None = None) -> Run:
+    """A function running the ONNX graph at `path` on the CPU: {input name: array} -> outputs,
+    in the graph's order. `threads`: intra-op threads (default: the engine's choice)."""
+    if engine == "onnxruntime":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.inter_op_num_threads = 1  # one request at a time per model: no parallel branches
+        if threads:
+            options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return lambda feeds: session.run(None, feeds)
+    if engine == "openvino":
+        import openvino as ov
+
+        config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = ov.Core().compile_model(str(path), "CPU", config)
+        request, lock = compiled.create_infer_request(), threading.Lock()
+
+        def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            with lock:  # an infer request serves one caller at a time
+                result = request.infer(feeds)
+                return [np.array(result[out]) for out in compiled.outputs]
+
+        return run
+    raise ValueError(f"unknown engine {engine!r}; one of {ENGINES}")
+
+
+# --- accuracy guards, recorded in metrics.json ----------------------------------------------
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def record_guard(folder: Path, guard: dict, *, name: str = "onnx") -> dict:
+    """Write `guard` (with "passed") into metrics.json's "guards"; a graph that failed it is
+    deleted, so that no folder holds an export that was not shown to agree with PyTorch."""
+    folder = Path(folder)
+    graph = folder / guard.get("file", EXPORT)
+    if guard["passed"] and graph.is_file():
+        guard = {**guard, "bytes": graph.stat().st_size, "sha256": sha256(graph)}
+    else:
+        graph.unlink(missing_ok=True)
+    path = folder / METRICS
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    metrics.setdefault("guards", {})[name] = guard
+    path.write_text(json.dumps(metrics, indent=2))
+    return guard
+
+
+def guard_problems(folder: Path) -> list[str]:
+    """Why a model folder must not be published (empty: fine): a guard that failed, or an
+    export whose file is not the one its guard measured."""
+    folder = Path(folder)
+    path = folder / METRICS
+    guards = json.loads(path.read_text()).get("guards", {}) if path.is_file() else {}
+    problems = []
+    for name, guard in guards.items():
+        file = folder / guard.get("file", EXPORT)
+        if not guard.get("passed"):
+            problems.append(f"the {name} export failed its accuracy guard: {guard}")
+        elif not file.is_file():
+            problems.append(f"{file.name} passed its {name} guard but is missing")
+        elif guard.get("sha256") and sha256(file) != guard["sha256"]:
+            problems.append(f"{file.name} is not the file its {name} guard measured")
+    if (folder / EXPORT).is_file() and not any(
+        g.get("file", EXPORT) == EXPORT for g in guards.values()
+    ):
+        problems.append(f"{EXPORT} has no accuracy guard in {METRICS}")
+    return problems
