@@ -129,6 +129,20 @@ def record_guard(folder: Path, guard: dict, *, name: str = "onnx") -> dict:
     return guard
 
 
+def exporting(folder: Path, export: Callable[[], dict], *, what: str) -> dict | None:
+    """Run a family's export-and-guard step into `folder` after training; None when it could
+    not run, and then no graph is left behind. Training is never lost to it: the weights are
+    already written, and PyTorch serves a folder without a graph."""
+    try:
+        return export()
+    except ImportError as e:
+        log.warning("%s: no %s written: %s (pip install -r requirements-dev.txt)", what, EXPORT, e)
+    except Exception:  # a bug, or an architecture the exporter cannot handle: log it in full
+        log.exception("%s: exporting %s failed; PyTorch serves it on CPUs", what, EXPORT)
+    (Path(folder) / EXPORT).unlink(missing_ok=True)  # never an unguarded graph
+    return None
+
+
 def guard_problems(folder: Path) -> list[str]:
     """Why a model folder must not be published (empty: fine): a guard that failed, or an
     export whose file is not the one its guard measured."""

@@ -162,6 +162,23 @@ def test_start_up_imports_no_runtime_and_exports_nothing():
     assert r.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_a_failed_export_loses_no_training_and_leaves_no_graph(tmp_path, caplog):
+    def broken() -> dict:
+        (tmp_path / "model.onnx").write_bytes(b"half a graph")
+        raise RuntimeError("an operator the exporter does not know")
+
+    def missing() -> dict:
+        raise ImportError("No module named 'onnxscript'")
+
+    with caplog.at_level(logging.WARNING, logger="demos"):
+        assert runtime.exporting(tmp_path, broken, what="m") is None
+        assert not (tmp_path / "model.onnx").exists()
+        assert "Traceback" in caplog.text and "an operator the exporter" in caplog.text
+        assert runtime.exporting(tmp_path, missing, what="m") is None
+    assert "onnxscript" in caplog.records[-1].getMessage()
+    assert "requirements-dev.txt" in caplog.records[-1].getMessage()
+
+
 # --- the classifier --------------------------------------------------------------------------
 
 

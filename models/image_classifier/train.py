@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from models.image_classifier.evaluate import evaluate_predictions, plot_history,
 from models.image_classifier.export import base_model, export, write_card, write_examples
 from models.image_classifier.runtime import describe, export_checked
 from shared import device as devices
+from shared import runtime
 from shared.errors import ModelError, UserError
 
 
@@ -341,8 +343,9 @@ def finish(cfg: TrainConfig, s: Setup, model: nn.Module, history: list[dict]) ->
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if cfg.onnx:  # the CPU fast path, shipped only if it passes its accuracy guard
         size = s.data_config["input_size"][1:]
-        guard = export_checked(model, out, size, transform, valid_paths, probs)
-        tqdm.write(describe(guard))
+        ship = partial(export_checked, model, out, size, transform, valid_paths, probs)
+        if guard := runtime.exporting(out, ship, what=cfg.arch):
+            tqdm.write(describe(guard))
     write_card(cfg, s.classes, metrics, base_model(cfg, s.model))
     keys = ("accuracy", "error_rate", "valid_loss", "train_loss", "epochs", "n_train", "n_valid")
     return {k: metrics[k] for k in keys}

@@ -12,6 +12,7 @@ import json
 import math
 import tempfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from models.patent_similarity import NAME
 from models.patent_similarity.config import TrainConfig
 from models.patent_similarity.data import (
     GRID,
@@ -43,6 +45,7 @@ from models.patent_similarity.data import (
 )
 from models.patent_similarity.runtime import describe, export_checked
 from shared import device as devices
+from shared import runtime
 
 
 def _base_model(base: str, config: AutoConfig) -> PreTrainedModel:
@@ -165,9 +168,10 @@ def train(cfg: TrainConfig) -> tuple[dict, list[dict]]:
     (out / TITLES).write_text(json.dumps(titles, indent=1, ensure_ascii=False))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if cfg.onnx:  # the CPU fast path, shipped only if it passes its accuracy guard
-        guard = export_checked(trainer.model, tokenizer, out, texts(va), va.score)
-        metrics["guards"] = {"onnx": guard}
-        print(describe(metrics["guards"]["onnx"]))
+        ship = partial(export_checked, trainer.model, tokenizer, out, texts(va), va.score)
+        if guard := runtime.exporting(out, ship, what=NAME):
+            metrics["guards"] = {"onnx": guard}
+            print(describe(guard))
     _plot(log, va.score.to_numpy(), preds, base_r, out / "training.png")
     _card(out, metrics, cfg)
     return metrics, log
