@@ -116,13 +116,14 @@ def bench_classifier(arch: str, folder: Path, image: Path, reps: int) -> Rows:
             "graph on onnxruntime": space_predict(app, ort, payload, cam=False),
         }
         t = interleaved(fns, reps)
-        base = np.median(t["PyTorch eager"])
+        base, best = np.median(t["PyTorch eager"]), min(t["PyTorch eager"])
         for name, ts in t.items():
             rows.append(
                 (
                     arch,
                     f"{threads} thread(s): Space predict, {name}",
-                    f"{ms(ts, 50):.1f} / {ms(ts, 90):.1f} ms ({np.median(ts) / base:.2f}x)",
+                    f"{ms(ts, 50):.1f} / {ms(ts, 90):.1f} / {min(ts) * 1000:.1f} ms "
+                    f"({np.median(ts) / base:.2f}x; min {min(ts) / best:.2f}x)",
                 )
             )
     # Grad-CAM (on by default in the Space), 2 threads
@@ -225,8 +226,9 @@ def bench_patent(folder: Path, n_pairs: int, rounds: int) -> Rows:
         ("deberta-v3-small", "naive loop (eager, 1 pair a call)", f"{1 / naive_s:.1f} pairs/s"),
     ]
     base = len(texts) / np.median(t["PyTorch eager"])
+    best_base = len(texts) / min(t["PyTorch eager"])
     for name, ts in t.items():
-        rate = len(texts) / np.median(ts)
+        rate, best = len(texts) / np.median(ts), len(texts) / min(ts)
         scores = (
             eager.score_texts(texts) if name == "PyTorch eager" else graphs[name].score_texts(texts)
         )
@@ -235,8 +237,9 @@ def bench_patent(folder: Path, n_pairs: int, rounds: int) -> Rows:
             (
                 "deberta-v3-small",
                 f"2 threads: score_texts, {name}",
-                f"{rate:.1f} pairs/s ({rate / base:.2f}x batched eager, "
-                f"{rate * naive_s:.1f}x naive; max |score diff| {diff:.1e})",
+                f"{rate:.1f} pairs/s ({rate / base:.2f}x batched eager, best round "
+                f"{best / best_base:.2f}x; {rate * naive_s:.1f}x naive; max |score diff| "
+                f"{diff:.1e})",
             )
         )
     return rows
@@ -288,8 +291,8 @@ def guard_patent(folder: Path) -> Rows:
         out=folder / "model",
         base=str(usppm_base(folder / "base", usppm)),
         max_rows=8000,
-        epochs=4,
-        lr=2e-3,
+        epochs=3,
+        lr=1e-3,
         batch_size=32,
         seed=0,
     )
@@ -333,6 +336,7 @@ def main() -> None:
     args = p.parse_args()
     rows: Rows = []
     started = time.time()
+    print(f"load average at the start: {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         image = photo(tmp)
@@ -348,7 +352,8 @@ def main() -> None:
     load = os.getloadavg()
     print(
         f"\nCPU fast path, {os.cpu_count()} cores, load average {load[0]:.1f}, "
-        f"{time.time() - started:.0f} s; p50 / p90 (ratio of p50 to PyTorch eager)\n"
+        f"{time.time() - started:.0f} s; p50 / p90 / min (ratios of p50 and of min to PyTorch "
+        "eager)\n"
     )
     print(table(rows))
 
