@@ -51,9 +51,17 @@ def wanted() -> str | None:
     return value
 
 
-def choose(folder: Path, device_type: str, *, name: str, engine: str = "onnxruntime") -> Choice:
-    """The runtime for the model in `folder` on a `device_type` ("cpu", "cuda", "mps")."""
-    want = wanted()
+def choose(
+    folder: Path,
+    device_type: str,
+    *,
+    name: str,
+    engine: str = "onnxruntime",
+    want: str | None = None,
+) -> Choice:
+    """The runtime for the model in `folder` on a `device_type` ("cpu", "cuda", "mps").
+    want: "torch" or "onnx", as DEMO_RUNTIME (which it overrides) would say."""
+    want = want or wanted()
     if want == "torch" or (want is None and device_type != "cpu"):
         return Choice("torch")
     why = None

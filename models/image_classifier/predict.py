@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ class Classifier:
         model: nn.Module,
         labels: list[str],
         examples: Sequence[Path] = (),
-        graph: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+        graph: Graph | None = None,
     ):
         """graph: the CPU fast path, pixels -> (logits, last feature maps) (runtime.Graph);
         None: PyTorch does everything."""
@@ -245,10 +245,7 @@ def load(folder: Path, runtime: str | None = None) -> Classifier:
     if len(labels) != model.num_classes:
         raise ModelError(f"{folder}: {len(labels)} label names for {model.num_classes} classes.")
     examples = sorted(p for p in (folder / "examples").glob("*") if p.suffix.lower() in IMAGE_EXTS)
-    if runtime is None:
-        choice = runtimes.choose(folder, devices.device().type, name=NAME, engine=ENGINE)
-    else:
-        choice = runtimes.Choice(runtime)
+    choice = runtimes.choose(folder, devices.device().type, name=NAME, engine=ENGINE, want=runtime)
     graph = Graph(folder / EXPORT) if choice.runtime == "onnx" else None
     clf = Classifier(model, labels, examples, graph)
     clf.notice = choice.notice

@@ -233,10 +233,7 @@ def load(folder: Path, runtime: str | None = None) -> Predictor:
         raise ModelError(f"The model in {folder} reads CPC titles but has no {TITLES}: {fix}.")
     dev = devices.device()
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    if runtime is None:
-        choice = runtimes.choose(folder, dev.type, name=NAME, engine=ENGINE)
-    else:
-        choice = runtimes.Choice(runtime)
+    choice = runtimes.choose(folder, dev.type, name=NAME, engine=ENGINE, want=runtime)
     if choice.runtime == "onnx":  # the PyTorch weights are not even read
         predictor = Predictor(Graph(folder / EXPORT, config), tokenizer, titles)
         predictor.score_texts(["warm up", "the engine"] * 4)  # its first run's set-up, now

@@ -63,8 +63,23 @@ def export(model: nn.Module, path: Path) -> Path:
     return Path(path)
 
 
+def fold(src: Path, dst: Path) -> Path:
+    """`src` with what depends on the weights alone computed once: DeBERTa projects its 512
+    relative-position embeddings through every layer's query and key weights, the same for
+    every batch. (ONNX Runtime's basic, portable optimisations, saved; `quantize` then leaves
+    these products exact.)"""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+    return Path(dst)
+
+
 def quantize(src: Path, dst: Path) -> Path:
-    """`src` with the weights of its matrix products (the Linear layers) in int8."""
+    """`src` with the weights of its matrix products (the Linear layers, where the time goes)
+    and of its embedding table (70 % of deberta-v3-small's bytes: 461 MB -> 166 MB) in int8."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -79,9 +94,17 @@ def quantize(src: Path, dst: Path) -> Path:
             dst,
             weight_type=QuantType.QInt8,
             per_channel=True,
-            op_types_to_quantize=["MatMul"],
+            op_types_to_quantize=["MatMul", "Gather"],
         )
     return Path(dst)
+
+
+def candidates(model: nn.Module, folder: Path) -> dict[str, Path]:
+    """The graphs worth shipping, written into `folder`, the fastest first: int8, fp32."""
+    exported = export(model, Path(folder) / "exported.onnx")
+    fp32 = fold(exported, Path(folder) / "fp32.onnx")
+    exported.unlink()
+    return {"int8": quantize(fp32, Path(folder) / "int8.onnx"), "fp32": fp32}
 
 
 class Graph:
@@ -134,10 +157,8 @@ def export_checked(
         "pearson_torch": round(pearson(reference, labels), 6),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export(model, Path(tmp) / "fp32.onnx")
-        int8 = quantize(fp32, Path(tmp) / "int8.onnx")
         shipped = None
-        for precision, path in (("int8", int8), ("fp32", fp32)):
+        for precision, path in candidates(model, Path(tmp)).items():
             graph = Graph(path, model.config)
             guard[precision] = measure(
                 Predictor(graph, tokenizer, {}).score_texts(texts), reference, labels
@@ -147,6 +168,25 @@ def export_checked(
                 path.replace(folder / EXPORT)
     guard |= {"passed": shipped is not None, "precision": shipped}
     return runtime.record_guard(folder, guard)
+
+
+def export_folder(folder: Path, data: Path) -> dict:
+    """Export and guard a model folder written before the fast path existed (or re-check one),
+    on the pairs of `data` whose anchors the model held out (its config records the split)."""
+    from models.patent_similarity.data import read_pairs, split_by_anchor
+    from models.patent_similarity.predict import load
+
+    predictor = load(Path(folder), runtime="torch")
+    split = getattr(predictor.model.config, "split", None) or {}
+    df = read_pairs(data)
+    _, valid = split_by_anchor(
+        df.anchor.tolist(), split.get("valid_frac", 0.25), split.get("seed", 42)
+    )
+    va = df.iloc[valid]
+    texts = [
+        predictor.text(a, t, c)[0] for a, t, c in zip(va.anchor, va.target, va.context, strict=True)
+    ]
+    return export_checked(predictor.model, predictor.tokenizer, folder, texts, va.score.tolist())
 
 
 def describe(guard: dict) -> str:
