@@ -48,9 +48,11 @@ import torch  # noqa: E402
 
 from bench.image_classifier import photo  # noqa: E402
 from models.image_classifier import NAME  # noqa: E402
+from models.image_classifier import onnx_export as classifier_export  # noqa: E402
 from models.image_classifier import predict as classifier  # noqa: E402
 from models.image_classifier import runtime as classifier_runtime  # noqa: E402
 from models.patent_similarity import data as patent_data  # noqa: E402
+from models.patent_similarity import onnx_export as scorer_export  # noqa: E402
 from models.patent_similarity import runtime as scorer_runtime  # noqa: E402
 from models.patent_similarity.predict import Predictor  # noqa: E402
 from shared import registry  # noqa: E402
@@ -98,7 +100,7 @@ def space_predict(app, clf: classifier.Classifier, payload: dict, cam: bool) -> 
 def bench_classifier(arch: str, folder: Path, image: Path, reps: int) -> Rows:
     tiny_timm(folder, [f"breed {i}" for i in range(37)], arch, size=224)
     model = classifier.load(folder, runtime="torch").model
-    seconds = timed(lambda: classifier_runtime.export(model, folder, (224, 224)))
+    seconds = timed(lambda: classifier_export.export(model, folder, (224, 224)))
     rows = [(arch, "export to model.onnx (train time)", f"{seconds:.1f} s")]
     app = load_space("image_classifier")
     payload = {"path": str(image), "url": None}
@@ -195,7 +197,7 @@ def bench_patent(folder: Path, n_pairs: int, rounds: int) -> Rows:
     texts = [eager.text(a, t, c)[0] for a, t, c in sample[["anchor", "target", "context"]].values]
     lengths = [len(x) for x in tokenizer(texts)["input_ids"]]
     t0 = time.perf_counter()
-    paths = scorer_runtime.candidates(model, folder)  # export, fold, quantize: as `train` does
+    paths = scorer_export.candidates(model, folder)  # export, fold, quantize: as `train` does
     export_s = time.perf_counter() - t0
     fp32, int8 = paths["fp32"], paths["int8"]
     graphs = {

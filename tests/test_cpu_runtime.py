@@ -21,13 +21,13 @@ import pytest
 import torch
 
 from models import image_classifier, patent_similarity
+from models.image_classifier import onnx_export as classifier_export
 from models.image_classifier import predict as classifier
-from models.image_classifier import runtime as classifier_runtime
 from models.image_classifier.config import TrainConfig
 from models.image_classifier.train import train
 from models.patent_similarity import data as patent_data
+from models.patent_similarity import onnx_export as scorer_export
 from models.patent_similarity import predict as scorer
-from models.patent_similarity import runtime as scorer_runtime
 from models.patent_similarity.config import TrainConfig as PatentConfig
 from models.patent_similarity.train import train as train_patent
 from shared import hub, registry, runtime
@@ -214,7 +214,7 @@ def test_gradcam_on_the_fast_path_equals_pytorch(arch, photos, tmp_path):
     tiny_timm(tmp_path, list(COLOURS), arch, size=64)  # feature maps of 2×2
     slow = classifier.load(tmp_path)
     assert slow.graph is None
-    classifier_runtime.export(slow.model, tmp_path, slow.size)
+    classifier_export.export(slow.model, tmp_path, slow.size)
     fast = classifier.load(tmp_path)
     assert fast.graph is not None
     images = [fast.open(p) for p in pictures(photos)[::3]]
@@ -242,13 +242,13 @@ def test_classifier_guard_failure_is_recorded_and_the_graph_deleted(pets, photos
     x = torch.stack([clf.transform(clf.open(p)) for p in paths])
     right = clf.probabilities(x)
     wrong = right.roll(1, dims=1)  # a reference whose top-1 class differs everywhere
-    g = classifier_runtime.check(folder, clf.transform, paths, wrong)
+    g = classifier_export.check(folder, clf.transform, paths, wrong)
     assert not g["passed"] and g["top1_agreement"] == 0.0 and g["images"] == len(paths)
     assert not (folder / "model.onnx").exists()  # never shipped
     assert guard(folder) == g and "failed its accuracy guard" in runtime.guard_problems(folder)[0]
     assert classifier.load(folder).graph is None  # served with PyTorch
-    classifier_runtime.export(clf.model, folder, clf.size)
-    g = classifier_runtime.check(folder, clf.transform, paths, right)
+    classifier_export.export(clf.model, folder, clf.size)
+    g = classifier_export.check(folder, clf.transform, paths, right)
     assert g["passed"] and g["top1_agreement"] == 1.0 and runtime.guard_problems(folder) == []
     with open(folder / "model.onnx", "ab") as f:  # changed after its guard: publish refuses
         f.write(b"\0")
@@ -264,7 +264,7 @@ def test_a_folder_from_before_the_fast_path_is_exported_with_its_own_split(pets,
     del metrics["guards"]
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     assert classifier.load(tmp_path).graph is None
-    g = classifier_runtime.export_folder(tmp_path, photos)
+    g = classifier_export.export_folder(tmp_path, photos)
     assert g["passed"] and g["images"] == guard(pets)["images"] == metrics["n_valid"]
     assert classifier.load(tmp_path).graph is not None and runtime.guard_problems(tmp_path) == []
 
@@ -330,9 +330,9 @@ def test_patent_int8_ships_only_when_it_passes(patent, monkeypatch, tmp_path):
         for f in patent.iterdir():
             if f.is_file() and f.name != "model.onnx":
                 (folder / f.name).write_bytes(f.read_bytes())
-        monkeypatch.setattr(scorer_runtime, "MIN_CORRELATION", corr)
-        monkeypatch.setattr(scorer_runtime, "MAX_PEARSON_SHIFT", shift)
-        g = scorer_runtime.export_checked(
+        monkeypatch.setattr(scorer_export, "MIN_CORRELATION", corr)
+        monkeypatch.setattr(scorer_export, "MAX_PEARSON_SHIFT", shift)
+        g = scorer_export.export_checked(
             torch_model.model, torch_model.tokenizer, folder, texts, labels
         )
         assert guard(folder) == g
@@ -352,7 +352,7 @@ def test_patent_folder_from_before_the_fast_path_is_exported(patent, tmp_path):
     for f in patent.iterdir():
         if f.is_file() and f.name not in ("model.onnx", "metrics.json"):
             (tmp_path / f.name).write_bytes(f.read_bytes())
-    g = scorer_runtime.export_folder(tmp_path, patent.parent / "train.csv")
+    g = scorer_export.export_folder(tmp_path, patent.parent / "train.csv")
     assert g["passed"] and g["pairs"] == guard(patent)["pairs"]  # the same held-out anchors
     assert g["fp32"] == guard(patent)["fp32"]
     assert scorer.load(tmp_path).graph is not None

@@ -12,7 +12,8 @@ light (no torch): the registry entry `SPEC` and a `load` that imports the predic
 - evaluate.py: predictions on files, confusion matrix, top losses, curves; the evaluate command
 - export.py: timm's Hub layout, example photos, the model card
 - predict.py: `Classifier` (top-k, test-time augmentation, Grad-CAM, "not sure") and `load`
-- runtime.py: the CPU fast path: model.onnx exported at train time, its accuracy guard
+- onnx_export.py: the CPU fast path at train time: model.onnx and its accuracy guard
+- runtime.py: the CPU fast path at serve time: model.onnx on OpenVINO
 - cli.py: the commands of `demos ... image-classifier`
 """
 

@@ -42,7 +42,7 @@ from models.image_classifier.data import (
 )
 from models.image_classifier.evaluate import evaluate_predictions, plot_history, predict_items
 from models.image_classifier.export import base_model, export, write_card, write_examples
-from models.image_classifier.runtime import describe, export_checked
+from models.image_classifier.onnx_export import describe, export_checked
 from shared import device as devices
 from shared import runtime
 from shared.errors import ModelError, UserError

@@ -5,8 +5,9 @@
                     TF-IDF baseline (torch-free)
     train.py        fine-tuning with the transformers Trainer, training plot, model card
     predict.py      Predictor (text, score_texts, score, rank) and `load`, what the Space serves
-    runtime.py      the CPU fast path: model.onnx (int8 where it passes its guard), exported
-                    at train time
+    onnx_export.py  the CPU fast path at train time: model.onnx (int8 where it passes its
+                    accuracy guard)
+    runtime.py      the CPU fast path at serve time: model.onnx on ONNX Runtime
     csv_scoring.py  scoring a whole CSV in chunks, with its checks and report
     cli.py          COMMANDS: train, evaluate
 

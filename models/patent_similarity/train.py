@@ -43,7 +43,7 @@ from models.patent_similarity.data import (
     read_pairs,
     split_by_anchor,
 )
-from models.patent_similarity.runtime import describe, export_checked
+from models.patent_similarity.onnx_export import describe, export_checked
 from shared import device as devices
 from shared import runtime
 
