@@ -4,10 +4,10 @@ Run `python app.py` (or `make demo`); GRADIO_SERVER_NAME / GRADIO_SERVER_PORT ar
 No model loads at start-up: each loads from the Hub on first use and is shared by all tabs.
 """
 
+from shared import serve
 from shared.suite import build_suite
 
 demo = build_suite()
 
 if __name__ == "__main__":
-    # 4 requests at a time per endpoint; GPU-heavy endpoints set their own limit of 1.
-    demo.queue(default_concurrency_limit=4).launch()
+    serve.launch(demo)

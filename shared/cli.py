@@ -1,4 +1,5 @@
-"""Command line: `demos` (or `python -m shared.cli`) {list,pull,push,deploy,train,evaluate,lr-find}.
+"""Command line: `demos` (or `python -m shared.cli`)
+{list,pull,push,deploy,publish,train,evaluate,lr-find}.
 
 Family commands come from each family's `cli.COMMANDS`: its options are its config dataclass
 (shared.options). A mistake a person can fix prints one line; a bug prints its traceback.
@@ -22,6 +23,11 @@ from shared.options import Command, add_options, from_options
 ROOT = Path(__file__).resolve().parents[1]
 FAMILY_COMMANDS = ("train", "evaluate", "lr-find")
 TOKEN_HELP = "The Hub token comes from HF_TOKEN or `hf auth login`; it is never printed."
+PUBLISH_HELP = """Trains each model of the plan (its `train` arguments, plus --out and
+--push-to-hub), checks its floor and guards, pushes it, then deploys every Space and the whole
+suite pinned to the exact model commits. A model whose repo already holds its recipe's
+fingerprint is neither trained nor pushed, so a re-run with nothing changed makes no commit.
+The last line of output is a JSON summary."""
 
 
 def families() -> dict[str, dict[str, Command]]:
@@ -41,7 +47,10 @@ def hub_patterns() -> tuple[str, ...]:
 
 
 def space_names() -> list[str]:
-    return sorted(p.parent.name for p in (ROOT / "spaces").glob("*/app.py"))
+    """The Spaces under spaces/, and the whole suite (deployed as one Space too)."""
+    from shared import hub
+
+    return [*hub.space_names(), hub.SUITE]
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -75,6 +84,12 @@ def cmd_deploy(args: argparse.Namespace) -> None:
 
     commit = hub.deploy(args.space, args.repo)
     print(f"spaces/{args.repo}@{commit}")
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    from shared import publish
+
+    publish.command(args)
 
 
 def run_family(args: argparse.Namespace) -> None:
@@ -122,6 +137,30 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("space", choices=space_names(), metavar="SPACE", help=", ".join(space_names()))
     s.add_argument("--repo", required=True, help="Space repo id, e.g. you/pets-demo")
     s.set_defaults(func=cmd_deploy)
+
+    s = sub.add_parser(
+        "publish",
+        help="train, check and push every model of a plan, deploy every Space",
+        description=PUBLISH_HELP,
+        epilog=TOKEN_HELP,
+    )
+    s.add_argument("--namespace", required=True, help="your Hub user or organisation")
+    s.add_argument(
+        "--plan", type=Path, default=ROOT / "publish.toml", help="the plan (default: publish.toml)"
+    )
+    s.add_argument("--only", nargs="+", metavar="NAME", help="publish only these models")
+    s.add_argument("--dry-run", action="store_true", help="print the plan; train nothing")
+    s.add_argument(
+        "--force", action="store_true", help="push models below their floor or with a failed guard"
+    )
+    s.add_argument("--no-deploy", action="store_true", help="push models, deploy no Space")
+    s.add_argument(
+        "--work",
+        type=Path,
+        default=Path("out/publish"),
+        help="where models train (default: out/publish)",
+    )
+    s.set_defaults(func=cmd_publish)
 
     found = families()
     for command in FAMILY_COMMANDS:

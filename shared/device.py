@@ -48,6 +48,11 @@ def dtype(dev: torch.device | None = None) -> torch.dtype:
     return torch.float32
 
 
+# Every function decorated with `gpu`, as written (undecorated): on ZeroGPU each runs in a
+# worker process with pickled arguments and results, which tests/test_zerogpu.py checks.
+GPU_FUNCTIONS: list[Callable[..., Any]] = []
+
+
 def gpu(
     duration: int | Callable[..., int] = 60,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -56,6 +61,10 @@ def gpu(
         import spaces  # the PyPI ZeroGPU helper, never our spaces/ folder
     except ImportError:
         spaces = None
-    if spaces is None or not hasattr(spaces, "GPU"):
-        return lambda fn: fn
-    return spaces.GPU(duration=duration)
+    wrap = spaces.GPU(duration=duration) if spaces is not None and hasattr(spaces, "GPU") else None
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        GPU_FUNCTIONS.append(fn)
+        return wrap(fn) if wrap is not None else fn
+
+    return decorate

@@ -20,8 +20,6 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, SpaceCa
 from shared.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-# What a deployed Space needs beside its own folder.
-SPACE_PAYLOAD = ("shared", "models", "requirements.txt")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store")
 
 
@@ -106,10 +104,19 @@ def write_card(
     base_model: str | None = None,
     datasets: Iterable[str] = (),
     tags: Iterable[str] = (),
-    license: str = "apache-2.0",
+    license: str = "other",
+    license_name: str | None = None,
+    license_link: str | None = None,
+    data: str = "",
     metrics: dict[str, float] | None = None,
 ) -> Path:
-    """Write README.md (the model card) into `folder`: Hub metadata plus a human description."""
+    """Write README.md (the model card) into `folder`: Hub metadata plus a human description.
+
+    The licence is each family's deliberate choice, from its data's terms: `license` is a Hub
+    licence id, or "other" with a `license_name` (a slug) and a `license_link`; never a code
+    licence by default. `data`: where the training data comes from and under which terms
+    (markdown), for the card's own section.
+    """
     metrics = metrics or {}
     datasets = list(datasets)
     results = [
@@ -123,7 +130,7 @@ def write_card(
         )
         for key, value in metrics.items()
     ]
-    data = ModelCardData(
+    meta = ModelCardData(
         model_name=title,
         library_name=library_name,
         pipeline_tag=pipeline_tag,
@@ -131,13 +138,22 @@ def write_card(
         datasets=datasets or None,
         base_model=base_model,
         license=license,
+        license_name=license_name if license == "other" else None,
+        license_link=license_link if license == "other" else None,
         eval_results=results or None,
         metrics=list(metrics) or None,
     )
     table = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
+    terms = f"[{license_name}]({license_link})" if license_name and license_link else license
     body = f"""# {title}
 
 {summary}
+
+## Data and licence
+
+{data or "See the training section for the data."}
+
+Licence of this model: {terms}.
 
 ## Training
 
@@ -157,20 +173,30 @@ def write_card(
 
 Made with the [fast.ai course demos](https://github.com/fastai-course-demos) suite.
 """
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+    card = ModelCard(f"---\n{meta.to_yaml()}\n---\n\n{body}")
     path = Path(folder) / "README.md"
     card.save(path)
     return path
 
 
-def space_models(space: str) -> list[str]:
-    """The registry models that the Space `space` serves."""
+def space_names() -> list[str]:
+    """The Spaces under spaces/ (each a folder with an app.py)."""
+    return sorted(p.parent.name for p in (ROOT / "spaces").glob("*/app.py"))
+
+
+def space_repo(namespace: str, space: str) -> str:
+    """The Hub id a Space is published under: `you/image-classifier` for spaces/image_classifier."""
+    return f"{namespace}/{space.replace('_', '-')}"
+
+
+def space_models(space: str | None = None) -> list[str]:
+    """The registry models that the Space `space` serves (None: the whole suite, every model)."""
     from shared import registry
 
-    return [m.name for m in registry.specs().values() if m.space == space]
+    return [m.name for m in registry.specs().values() if space is None or m.space == space]
 
 
-def pin(names: Iterable[str]) -> dict[str, str]:
+def pin(names: Iterable[str], *, token: str | None = None) -> dict[str, str]:
     """The exact commit each model is served from now: {name: "repo@commit"}.
 
     A model whose default repo does not exist yet but that builds itself (`Spec.build`) is left
@@ -178,7 +204,7 @@ def pin(names: Iterable[str]) -> dict[str, str]:
     that are on the Hub."""
     from shared import registry
 
-    api, pins = HfApi(), {}
+    api, pins = HfApi(token=token), {}
     for name in names:
         repo, revision = registry.source(name)
         if revision is None:
@@ -199,29 +225,84 @@ def pin(names: Iterable[str]) -> dict[str, str]:
     return pins
 
 
-def assemble_space(space: str, dest: Path, pins: dict[str, str] | None = None) -> Path:
+def assemble_space(
+    space: str, dest: Path, pins: dict[str, str] | None = None, *, token: str | None = None
+) -> Path:
     """Lay out the Space `space` as the Hub expects it: its app.py at the root, the code, its
-    requirements, the models it serves pinned to exact commits (pins.json, read by the
+    own requirements, the models it serves pinned to exact commits (pins.json, read by the
     registry), and the card's front matter naming them."""
-    from shared import registry
-
     src = ROOT / "spaces" / space
     if not (src / "app.py").is_file():
-        known = ", ".join(sorted(p.parent.name for p in (ROOT / "spaces").glob("*/app.py")))
+        known = ", ".join(space_names())
         raise UserError(f"No Space '{space}' (spaces/{space}/app.py). Known Spaces: {known}.")
     shutil.copytree(src, dest, dirs_exist_ok=True, ignore=IGNORE)
-    for item in SPACE_PAYLOAD:
-        path = ROOT / item
-        if path.is_dir():
-            shutil.copytree(path, dest / item, dirs_exist_ok=True, ignore=IGNORE)
-        elif not (dest / item).exists():  # the Space's own requirements.txt wins
-            shutil.copy2(path, dest / item)
-    pins = pin(space_models(space)) if pins is None else pins
-    (dest / registry.PINS).write_text(json.dumps(pins, indent=2, sort_keys=True) + "\n")
+    _copy_code(dest)
+    if not (dest / "requirements.txt").exists():
+        shutil.copy2(ROOT / "requirements.txt", dest / "requirements.txt")
+    pins = pin(space_models(space), token=token) if pins is None else pins
+    front, body = _card(src / "README.md")
+    front.setdefault("title", space.replace("_", " ").title())
+    _finish(dest, pins, front, body, token)
+    return dest
 
-    readme = src / "README.md"
-    card = SpaceCard.load(readme) if readme.is_file() else None
-    front, body = (card.data.to_dict(), card.text) if card else ({}, "")
+
+# The whole suite as one Space: every demo as a tab (app.py at the repo root).
+SUITE = "fastai-course-demos"
+SUITE_CARD = {
+    "title": "Practical Deep Learning — live demos",
+    "emoji": "🎓",
+    "colorFrom": "yellow",
+    "colorTo": "indigo",
+    "short_description": "The fast.ai course's applications, one tab each",
+    # the text-to-image tab wants a GPU; the others run on its CPU as well
+    "suggested_hardware": "zero-a10g",
+    "license": "apache-2.0",
+    "tags": ["mcp-server", "fastai"],
+}
+
+
+def assemble_suite(
+    dest: Path, pins: dict[str, str] | None = None, *, token: str | None = None
+) -> Path:
+    """Lay out the whole suite as one Space: app.py, every Space under spaces/, the code, the
+    union of the Spaces' requirements, every model pinned."""
+    from shared.suite import HEADER
+
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / "app.py", dest / "app.py")
+    shutil.copytree(ROOT / "spaces", dest / "spaces", dirs_exist_ok=True, ignore=IGNORE)
+    _copy_code(dest)
+    lines = {  # the requirements, without their comments
+        line.partition("#")[0].strip()
+        for path in sorted((ROOT / "spaces").glob("*/requirements.txt"))
+        for line in path.read_text().splitlines()
+    } - {""}
+    (dest / "requirements.txt").write_text("\n".join(sorted(lines, key=str.lower)) + "\n")
+    pins = pin(space_models(), token=token) if pins is None else pins
+    body = HEADER.replace("# Practical", "# 🎓 Practical", 1)
+    _finish(dest, pins, dict(SUITE_CARD), body, token)
+    return dest
+
+
+def _copy_code(dest: Path) -> None:
+    for item in ("shared", "models"):
+        shutil.copytree(ROOT / item, dest / item, dirs_exist_ok=True, ignore=IGNORE)
+
+
+def _card(readme: Path) -> tuple[dict, str]:
+    """A Space README's front matter and body (SpaceCard reads CRLF and files without a final
+    newline alike)."""
+    if not readme.is_file():
+        return {}, ""
+    card = SpaceCard.load(readme)
+    return card.data.to_dict(), card.text
+
+
+def _finish(dest: Path, pins: dict[str, str], front: dict, body: str, token: str | None) -> None:
+    """pins.json, and the card's front matter: the SDK, Python, the pinned models to preload."""
+    from shared import registry
+
+    (dest / registry.PINS).write_text(json.dumps(pins, indent=2, sort_keys=True) + "\n")
     repos = [value.partition("@") for value in pins.values()]
     front.update(
         sdk="gradio",
@@ -230,27 +311,26 @@ def assemble_space(space: str, dest: Path, pins: dict[str, str] | None = None) -
         app_file="app.py",
         models=[repo for repo, _, _ in repos] or None,
         preload_from_hub=[
-            f"{repo} {','.join(_model_files(name, repo, commit))} {commit}"
+            f"{repo} {','.join(_model_files(name, repo, commit, token))} {commit}"
             for name, (repo, _, commit) in zip(pins, repos, strict=True)
         ]
         or None,
     )
-    front.setdefault("title", space.replace("_", " ").title())
     front.setdefault("emoji", "🤗")
     front.setdefault("suggested_hardware", "cpu-basic")
     front.setdefault("short_description", front["title"])
     front = {k: v for k, v in front.items() if v is not None}
     text = f"---\n{SpaceCardData(**front).to_yaml()}\n---\n{body}"
     SpaceCard(text).save(dest / "README.md")
-    return dest
 
 
-def _model_files(name: str, repo: str, commit: str) -> list[str]:
+def _model_files(name: str, repo: str, commit: str, token: str | None = None) -> list[str]:
     """The files of model `name` at `commit` that the registry downloads (for preloading)."""
     from shared import registry
 
     patterns = registry.spec(name).patterns()
-    return [f for f in HfApi().list_repo_files(repo, revision=commit) if _matches(f, patterns)]
+    files = HfApi(token=token).list_repo_files(repo, revision=commit)
+    return [f for f in files if _matches(f, patterns)]
 
 
 def deploy(
@@ -261,13 +341,17 @@ def deploy(
     private: bool | None = None,
     token: str | None = None,
 ) -> str:
-    """Push the Space `space` to the Hub Space `repo_id`; return the commit id.
+    """Push the Space `space` (or `SUITE`, the whole suite) to the Hub Space `repo_id`; return
+    the commit id.
 
     `pins` ({model name: "repo@commit"}): the models the Space serves; by default the exact
     commits the registry's current sources point at. Files the Space no longer has are
-    deleted from its repo."""
+    deleted from its repo; a deploy that changes nothing makes no commit."""
     with tempfile.TemporaryDirectory() as tmp:
-        folder = assemble_space(space, Path(tmp) / space, pins)
+        if space == SUITE:
+            folder = assemble_suite(Path(tmp) / space, pins, token=token)
+        else:
+            folder = assemble_space(space, Path(tmp) / space, pins, token=token)
         return push(
             folder,
             repo_id,

@@ -10,11 +10,14 @@ import importlib.util
 import logging
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-import gradio as gr
 from huggingface_hub import metadata_load
 
 from shared import registry
+
+if TYPE_CHECKING:
+    import gradio as gr
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "spaces"
@@ -57,6 +60,8 @@ def label(name: str) -> str:
 
 def build_suite() -> gr.Blocks:
     """One Blocks app with a tab per Space; a Space that fails to build shows its error instead."""
+    import gradio as gr  # here, not at import: deploying the suite needs only HEADER
+
     # Build the Spaces first: a gr.Blocks created inside another one renders itself there at
     # once, and render() would then show every component twice.
     built: dict[str, gr.Blocks | Exception] = {}
@@ -68,7 +73,7 @@ def build_suite() -> gr.Blocks:
             built[name] = e
     with gr.Blocks(title="Practical Deep Learning — live demos") as suite:
         gr.Markdown(HEADER)
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # every demo one tap away on a phone
             for name, demo in built.items():
                 with gr.Tab(label(name), id=name):
                     if isinstance(demo, Exception):

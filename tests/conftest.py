@@ -36,6 +36,9 @@ os.environ.update(
     DO_NOT_TRACK="1",
     DEMO_HUB_NAMESPACE="tests",
     TOKENIZERS_PARALLELISM="false",
+    # no test reaches GroupLens: a port where nothing listens (tests that need the archive
+    # serve one on 127.0.0.1 and point this at it)
+    DEMO_MOVIELENS_URL="http://127.0.0.1:9/ml-100k.zip",
 )
 os.environ.pop("HF_HUB_OFFLINE", None)
 for key in [k for k in os.environ if k.startswith("DEMO_MODEL_")]:
@@ -79,12 +82,13 @@ def use_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], 
 @pytest.fixture
 def launch() -> Iterator[Callable]:
     """Launch a gr.Blocks on a free loopback port; returns its URL; closes it afterwards."""
+    from shared import serve
+
     demos = []
 
     def run(demo) -> str:
-        demo.queue()
-        _, url, _ = demo.launch(
-            server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, show_error=True
+        _, url, _ = serve.launch(
+            demo, server_name="127.0.0.1", prevent_thread_lock=True, quiet=True
         )
         demos.append(demo)
         return url
@@ -129,11 +133,11 @@ def data_dir() -> Callable[[str], Path]:
 @pytest.fixture(scope="session")
 def suite_url() -> Iterator[str]:
     """The whole suite (app.py) served in this process."""
+    from shared import serve
     from shared.suite import build_suite
 
     demo = build_suite()
-    demo.queue()
-    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    _, url, _ = serve.launch(demo, server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
     yield url
     demo.close()
 
@@ -167,9 +171,56 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def page(browser) -> Iterator[object]:
-    """A fresh Playwright page in headless Debian Chromium."""
+    """A fresh Playwright page in headless Debian Chromium, 1280 px wide."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(90_000)  # 2 shared cores; gradio's first render is slow
     yield page
     context.close()
+
+
+@pytest.fixture
+def phone(browser) -> Iterator[object]:
+    """A fresh page as a 390 px phone (an iPhone 12-14's viewport, touch, mobile layout)."""
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    yield page
+    context.close()
+
+
+ARTIFACTS = ROOT / "artifacts" / "screens"
+
+
+@pytest.fixture
+def shot(request: pytest.FixtureRequest) -> Callable[[object, str], Path]:
+    """shot(page, "state"): a full-page screenshot in artifacts/screens/<test>/ (git-ignored),
+    for a reviewer to look at."""
+    folder = ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
+
+    def take(page, name: str) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
+
+def no_horizontal_scroll(page) -> bool:
+    """Whether the page fits its viewport's width (nothing to scroll sideways)."""
+    return page.evaluate(
+        "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1"
+    )
+
+
+def above_the_fold(locator) -> bool:
+    """Whether the element is fully visible without scrolling (at the top of the page)."""
+    box = locator.bounding_box()
+    height = locator.page.viewport_size["height"]
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height

@@ -238,11 +238,19 @@ def usppm_base(folder: Path, usppm: Path, arch: dict = SMALL_DEBERTA, vocab: int
 NOISE = 0.3
 
 
-def synthetic_ratings(n_users=300, n_items=200, rank=4, density=0.3, seed=0) -> pd.DataFrame:
-    """Ratings = global mean + biases + a rank-4 product + Gaussian noise (sd NOISE), 1-5."""
+def synthetic_truth(n_users=300, n_items=200, rank=4, seed=0) -> dict[str, np.ndarray]:
+    """The hidden model behind `synthetic_ratings` (same arguments): users' and movies' rank-4
+    tastes and biases. Stars = 3.3 + user bias + movie bias + users · items + noise."""
     rng = np.random.default_rng(seed)
     users, items = rng.normal(0, 0.5, (n_users, rank)), rng.normal(0, 0.5, (n_items, rank))
     bu, bi = rng.normal(0, 0.3, n_users), rng.normal(0, 0.4, n_items)
+    return {"users": users, "items": items, "user_bias": bu, "item_bias": bi, "rng": rng}
+
+
+def synthetic_ratings(n_users=300, n_items=200, rank=4, density=0.3, seed=0) -> pd.DataFrame:
+    """Ratings = global mean + biases + a rank-4 product + Gaussian noise (sd NOISE), 1-5."""
+    t = synthetic_truth(n_users, n_items, rank, seed)
+    rng, users, items, bu, bi = t["rng"], t["users"], t["items"], t["user_bias"], t["item_bias"]
     u, i = np.nonzero(rng.random((n_users, n_items)) < density)
     r = 3.3 + bu[u] + bi[i] + (users[u] * items[i]).sum(1) + rng.normal(0, NOISE, len(u))
     return pd.DataFrame(
@@ -255,22 +263,54 @@ def synthetic_ratings(n_users=300, n_items=200, rank=4, density=0.3, seed=0) -> 
     )
 
 
-def write_movielens(folder: Path) -> Path:
-    """A tiny MovieLens-format folder: u.data (tab), u.item (latin-1, |), u.genre."""
+GENRES = ("unknown", "Action", "Comedy", "Drama")
+
+
+def write_movielens(folder: Path, ratings: pd.DataFrame | None = None) -> Path:
+    """A MovieLens-format folder: u.data (tab), u.item (latin-1, |), u.genre. Without `ratings`,
+    a tiny one (20 users x 10 movies); with them (e.g. `synthetic_ratings()`), those ratings in
+    their order, each movie titled as they say with a genre or two."""
     folder.mkdir(parents=True, exist_ok=True)
-    rows = [(u, i, 1 + (u * i) % 5, 880000000) for u in range(1, 21) for i in range(1, 11)]
-    (folder / "u.data").write_text("".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows))
-    (folder / "u.genre").write_text("unknown|0\nAction|1\nComedy|2\n\n")
-    titles = ["Café Society (1995)"] + [f"Film {k} (1990)" for k in range(2, 11)]
-    lines = [f"{k}|{t}|01-Jan-1995||http://x|0|{k % 2}|1\n" for k, t in enumerate(titles, 1)]
-    (folder / "u.item").write_bytes("".join(lines).encode("latin-1"))
+    if ratings is None:
+        rows = [(u, i, 1 + (u * i) % 5) for u in range(1, 21) for i in range(1, 11)]
+        titles = {k: "Café Society (1995)" if k == 1 else f"Film {k} (1990)" for k in range(1, 11)}
+        flags = {k: (0, k % 2, 1, 0) for k in titles}
+    else:
+        rows = list(zip(ratings["user"], ratings["item"], ratings["rating"], strict=True))
+        titles = dict(zip(ratings["item"].astype(int), ratings["title"], strict=True))
+        flags = {k: (0, int(k % 3 == 0), int(k % 3 == 1), int(k % 2 == 0)) for k in titles}
+    lines = [f"{u}\t{i}\t{r:g}\t{880000000 + n}\n" for n, (u, i, r) in enumerate(rows)]
+    (folder / "u.data").write_text("".join(lines))
+    (folder / "u.genre").write_text("".join(f"{g}|{n}\n" for n, g in enumerate(GENRES)) + "\n")
+    items = [
+        f"{k}|{titles[k]}|01-Jan-1995||http://x|{'|'.join(map(str, flags[k]))}\n"
+        for k in sorted(titles)
+    ]
+    (folder / "u.item").write_bytes("".join(items).encode("latin-1"))
     return folder
 
 
-def tiny_recommender(folder: Path, recipe=None, *, card: bool = True):
+def movielens_zip(folder: Path) -> tuple[bytes, dict[str, str]]:
+    """GroupLens' archive layout (ml-100k/...) of a `write_movielens` folder, and the sha256 of
+    each file (what DEMO_MOVIELENS_SHA256 expects of a mirror)."""
+    import hashlib
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for f in sorted(folder.iterdir()):
+            z.write(f, f"ml-100k/{f.name}")
+    sums = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in folder.iterdir()}
+    return buf.getvalue(), sums
+
+
+def tiny_recommender(folder: Path, recipe=None, *, card: bool = True, movielens: bool = False):
     """A recommender trained on `synthetic_ratings` (a random 80/20 split, seed 0; seconds on a
     CPU), saved in Hub layout with its model card: what `train recommender` writes. Returns the
-    `Trained` model (its `.data` is the split)."""
+    `Trained` model (its `.data` is the split). movielens=True: read from a MovieLens-format
+    folder, so the model says it was trained on MovieLens 100k (its users' ratings can be
+    fetched from GroupLens, or a stand-in)."""
     import tempfile
 
     from models.recommender.config import Recipe
@@ -280,9 +320,12 @@ def tiny_recommender(folder: Path, recipe=None, *, card: bool = True):
 
     recipe = recipe or Recipe(factors=8, epochs=30, lr=3e-2, wd=1.0, bs=1024, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "ratings.csv"
-        synthetic_ratings().to_csv(csv, index=False)
-        data = load_data(csv, valid_pct=0.2, seed=0)
+        if movielens:
+            source = write_movielens(Path(tmp) / "ml-100k", synthetic_ratings())
+        else:
+            source = Path(tmp) / "ratings.csv"
+            synthetic_ratings().to_csv(source, index=False)
+        data = load_data(source, valid_pct=0.2, seed=0)
     trained = train(recipe, data, progress=False)
     save(trained, folder, recipe)
     if card:
@@ -460,3 +503,51 @@ def sd15(folder: Path) -> Path:
     )
     pipe.save_pretrained(folder)
     return folder
+
+
+# --- every demo at once -------------------------------------------------------------------------
+
+
+def tiny_patent(root: Path) -> Path:
+    """A patent scorer fine-tuned for one short epoch on `synthetic_pairs` from a tiny DeBERTa
+    (seconds on a CPU), with the CPC titles: what `train patent-similarity` writes."""
+    from models.patent_similarity.config import TrainConfig
+    from models.patent_similarity.data import TEMPLATE
+    from models.patent_similarity.train import train
+
+    root.mkdir(parents=True, exist_ok=True)
+    df = synthetic_pairs()
+    df.to_csv(root / "train.csv", index=False)
+    pd.DataFrame({"code": list(TITLES), "title": list(TITLES.values())}).to_csv(
+        root / "cpc_titles.csv", index=False
+    )
+    texts = [
+        TEMPLATE.format(context=c, target=t, anchor=a)
+        for a, t, c in zip(df.anchor, df.target, df.context, strict=True)
+    ] + [t.lower() for t in TITLES.values()]
+    cfg = TrainConfig(
+        data=root / "train.csv",
+        cpc=root / "cpc_titles.csv",
+        out=root / "model",
+        base=str(deberta_base(root / "base", texts)),
+        epochs=1,
+        lr=3e-3,
+        batch_size=8,
+        use_cpc_titles=True,
+        seed=0,
+    )
+    train(cfg)
+    return cfg.out
+
+
+def tiny_suite(root: Path) -> dict[str, Path]:
+    """A small model for every registry model, each in its family's Hub layout: what the
+    suite serves in the load benchmark and the hostile-input tests."""
+    models = {
+        "pets-classifier": tiny_timm(root / "pets", ["Abyssinian", "Bengal", "american_bulldog"]),
+        "patent-similarity": tiny_patent(root / "patent"),
+        "stable-diffusion": tiny_sd(root / "sd"),
+    }
+    tiny_recommender(root / "recommender")
+    models["movie-recommender"] = root / "recommender"
+    return models

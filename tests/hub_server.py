@@ -37,6 +37,7 @@ LFS_SUFFIXES = (
     ".npz",
     ".zip",
     ".gz",
+    ".parquet",
 )
 LFS_MIN_SIZE = 10 * 1024 * 1024
 TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
@@ -196,7 +197,17 @@ class Handler(BaseHTTPRequestHandler):
     # --- API ------------------------------------------------------------------------------
 
     def whoami(self, query: dict) -> None:
-        self._json({"type": "user", "name": "tester", "orgs": [], "auth": {"type": "access_token"}})
+        self._json(
+            {
+                "type": "user",
+                "id": "5f0c0ffee0c0ffee0c0ffee0",
+                "name": "tester",
+                "fullname": "Test Person",
+                "avatarUrl": "/avatars/tester.svg",
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"role": "write"}},
+            }
+        )
 
     def validate_yaml(self, query: dict) -> None:
         self._body()

@@ -245,11 +245,32 @@ def test_model_card_has_hub_metadata(tmp_path):
         metrics={"accuracy": 0.93},
         training="One epoch frozen, then two unfrozen.",
         usage='timm.create_model("hf-hub:me/tiny", pretrained=True)',
+        license="other",
+        license_name="pets-terms",
+        license_link="https://example.org/terms",
+        data="Oxford-IIIT Pet, from its authors' page.",
     )
     card = ModelCard.load(path)
     front, body = card.data.to_dict(), card.text
     assert front["library_name"] == "timm" and front["pipeline_tag"] == "image-classification"
-    assert front["base_model"] == "timm/resnet18.a1_in1k" and front["license"] == "apache-2.0"
+    assert front["base_model"] == "timm/resnet18.a1_in1k" and front["license"] == "other"
+    assert front["license_name"] == "pets-terms"
+    assert front["license_link"] == "https://example.org/terms"
+    assert "## Data and licence\n\nOxford-IIIT Pet, from its authors' page." in body
+    assert "Licence of this model: [pets-terms](https://example.org/terms)." in body
+    # a licence is a deliberate choice: none given is "other", never a code licence
+    default = hubio.write_card(
+        tmp_path / "default",
+        title="T",
+        summary="S",
+        library_name="timm",
+        pipeline_tag="image-classification",
+        task_name="t",
+        dataset_name="d",
+        training="t",
+        usage="u",
+    )
+    assert ModelCard.load(default).data.to_dict()["license"] == "other"
     assert "vision" in front["tags"] and front["datasets"] == ["timm/oxford-iiit-pet"]
     result = front["model-index"][0]["results"][0]
     assert result["metrics"][0] == {"type": "accuracy", "value": 0.93}

@@ -15,6 +15,18 @@ light (no torch): the registry entry `SPEC` and a `load` that imports the predic
 - onnx_export.py: the CPU fast path at train time: model.onnx and its accuracy guard
 - runtime.py: the CPU fast path at serve time: model.onnx on OpenVINO
 - cli.py: the commands of `demos ... image-classifier`
+
+Building a classifier in the browser (the build_classifier Space), torch-free unless noted:
+- limits.py: its caps, each with its reason
+- fetch.py: fetching a URL someone else chose: public addresses only, byte cap, time limit
+- search.py: a web image search (ddgs), its photos downloaded into a workspace
+- workspace.py: a session's own photos (checked, deduplicated), cleaning, its model; expiry
+- hub_data.py: photos from a Hub dataset in imagefolder layout
+- job.py: the training plan and estimate, one run at a time, live events, Stop
+- review.py: after training: confusion matrix, per-class accuracy, top losses (torch)
+- share.py: the model card, the push with the visitor's token, their own Space
+- cleaner.py: the photo galleries and their selection; the live view of a training run
+- pieces.py: gradio pieces: the try-it panel, errors as status lines, the sign-in button
 """
 
 from __future__ import annotations
@@ -45,6 +57,11 @@ def load(folder: Path) -> Any:
     return load_classifier(folder)
 
 
+def base(folder: Path) -> Path:
+    """The registry's loader for a pretrained base: its folder, which training starts from."""
+    return folder
+
+
 SPEC = Spec(
     name=NAME,
     task="image-classification",
@@ -54,4 +71,28 @@ SPEC = Spec(
     load=load,
     space="image_classifier",
     description="Oxford-IIIT pet breeds, convnext_tiny.fb_in22k fine-tuned with timm",
+)
+
+# The pretrained bases the build_classifier Space fine-tunes: on a GPU the course's best
+# fine-tuner; on a CPU the model lesson 1 fine-tunes ("is it a bird?"): resnet18, 11.7M
+# parameters in plain dense convolutions (fast on CPUs), trained at a smaller size.
+BASES = {
+    "gpu": ("classifier-base-gpu", "timm/convnext_tiny.fb_in22k"),
+    "cpu": ("classifier-base-cpu", "timm/resnet18.a1_in1k"),
+}
+SPECS = (
+    SPEC,
+    *(
+        Spec(
+            name=name,
+            task="image-classification",
+            repo=repo,
+            revision="main",
+            files=("config.json", "model.safetensors"),
+            load=base,
+            space="build_classifier",
+            description=f"the pretrained base the builder fine-tunes on a {kind.upper()}",
+        )
+        for kind, (name, repo) in BASES.items()
+    ),
 )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from models.image_classifier import sources
 from shared.errors import UserError
 from shared.options import option
 
@@ -27,7 +28,8 @@ class DataConfig:
     """Where the labelled images are, how to read their labels and how to split them."""
 
     data: Path = option(
-        help="folder of images (a sub-folder per class, or labels in file names) or a CSV file"
+        help="folder of images (a sub-folder per class, or labels in file names), a CSV file, "
+        "or a Hub image dataset, downloaded once: hf://datasets/OWNER/NAME[@REVISION]"
     )
     labels: str = option(
         "auto",
@@ -51,7 +53,8 @@ class DataConfig:
     workers: int | None = option(None, help="data loader processes (default: up to 8)")
 
     def __post_init__(self) -> None:
-        self.data = Path(self.data)
+        # a public data set's address (hf://datasets/...) -> its local copy, downloaded once
+        self.data = sources.fetch(self.data)
         if self.workers is None:
             self.workers = min(8, os.cpu_count() or 1)
 

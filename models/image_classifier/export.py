@@ -16,6 +16,7 @@ from pathlib import Path
 import timm
 from torch import nn
 
+from models.image_classifier import sources
 from models.image_classifier.config import TrainConfig
 from models.image_classifier.images import read_image
 
@@ -68,7 +69,19 @@ def write_card(cfg: TrainConfig, classes: list[str], metrics: dict, base: str | 
     """README.md in `cfg.out`: Hub metadata, the recipe, the training table, the usage."""
     from shared import hub
 
-    dataset = cfg.dataset_name or cfg.data.resolve().name
+    source = sources.origin(cfg.data) or {}
+    dataset_id = cfg.dataset_id or source.get("dataset")
+    terms = sources.TERMS.get(dataset_id or "", {})
+    dataset = cfg.dataset_name or terms.get("name") or cfg.data.resolve().name
+    if terms:
+        at = f" at commit `{source['commit']}`" if source.get("dataset") == dataset_id else ""
+        data, license = terms["text"] + f" Trained on `{dataset_id}`{at}.", terms["license"]
+    else:  # people's own photos: their terms, which only they know
+        data = (
+            f"Trained on `{dataset}`, a local image folder: its own terms apply to this model "
+            "and to the example photos in `examples/`. Set the licence before sharing them."
+        )
+        license = "other"
     repo = cfg.push_to_hub or "<your-name>/<this-repo>"
     rows = "\n".join(
         f"| {r['epoch']} | {r['phase']} | {r['train_loss']:.4f} | {r['valid_loss']:.4f} | "
@@ -133,7 +146,9 @@ print(labels[probs.argmax()], probs.max().item())
             + f". Validation accuracy {metrics['accuracy']:.1%}."
         ),
         base_model=base,
-        datasets=[cfg.dataset_id] if cfg.dataset_id else (),
+        datasets=[dataset_id] if dataset_id else (),
+        license=license,
+        data=data,
         tags=["image-classification", "timm", "fastai-course"],
         library_name="timm",
         pipeline_tag="image-classification",

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -170,13 +171,38 @@ def mixed_precision() -> str | None:
     return "bf16" if devices.dtype(torch.device("cuda")) == torch.bfloat16 else "fp16"
 
 
-def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> dict[str, Any]:
+class Stopped(Exception):
+    """Training was stopped (the `stop` event was set) before it finished."""
+
+
+def interruptible(model: nn.Module, stop: threading.Event) -> list:
+    """Make `model` raise `Stopped` soon after `stop` is set: a check before every layer's
+    forward and after every parameter's gradient, so even one long batch on a slow CPU stops
+    within a fraction of a second. Returns the hook handles (`.remove()` them when done)."""
+
+    def check(*_: Any) -> None:
+        if stop.is_set():
+            raise Stopped
+
+    handles = [m.register_forward_pre_hook(check) for m in model.modules()]
+    return handles + [p.register_hook(check) for p in model.parameters() if p.requires_grad]
+
+
+def train(
+    cfg: TrainConfig,
+    callback: Callable[[dict], None] | None = None,
+    *,
+    on_step: Callable[[dict], None] | None = None,
+    stop: threading.Event | None = None,
+) -> dict[str, Any]:
     """Fine-tune (fastai's `fine_tune`), evaluate and export to `cfg.out`; return the metrics.
 
     One-cycle phases: `freeze_epochs` with only the head (and norms) training at `lr`, then
     `epochs` with everything training at lr/2 spread over the layers (early layers lower).
     A checkpoint after every epoch in `cfg.out/checkpoints`; `cfg.resume` continues from it.
-    `callback(record)` is called after each epoch's checkpoint (progress reporting).
+    `callback(record)` is called after each epoch's checkpoint (progress reporting);
+    `on_step({"epoch", "batch", "batches", "loss"})` after every batch (a live loss curve).
+    `stop`: once set, training raises `Stopped` within a layer or two (see `interruptible`).
     """
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
@@ -190,6 +216,7 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> d
     main = accelerator.is_main_process
     set_seed(cfg.seed)
     s = prepare(cfg, progress=accelerator.is_local_main_process)
+    hooks = interruptible(s.model, stop) if stop is not None else []
     ckpt = Checkpoint(cfg.out / "checkpoints")
     state = ckpt.read(cfg, s.classes) if cfg.resume else None
     if state:
@@ -257,6 +284,9 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> d
                 losses.append(loss.item())
                 seen += len(y) * accelerator.num_processes
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+                if on_step:
+                    info = {"epoch": epoch + 1, "batch": len(losses), "batches": len(train_dl)}
+                    on_step(info | {"loss": losses[-1]})
             train_seconds = time.time() - t0
             record = {
                 "epoch": epoch + 1,
@@ -279,6 +309,9 @@ def train(cfg: TrainConfig, callback: Callable[[dict], None] | None = None) -> d
     metrics: dict[str, Any] = {}
     if main:
         metrics = finish(cfg, s, raw, history)
+    for hook in hooks:
+        hook.remove()
+    if main:
         shutil.rmtree(ckpt.dir, ignore_errors=True)  # the exported model is the result now
     accelerator.wait_for_everyone()
     return metrics

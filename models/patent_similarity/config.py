@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.patent_similarity import sources
 from shared.options import option
 
 BASE = "microsoft/deberta-v3-small"
@@ -18,8 +19,13 @@ BASE = "microsoft/deberta-v3-small"
 class TrainConfig:
     """Fine-tune a pretrained transformer as a regressor on (anchor, target, context) pairs."""
 
-    data: Path = option(help="train.csv: id,anchor,target,context,score")
-    cpc: Path = option(help="CPC table CSV with the columns code,title")
+    data: Path = option(
+        help="train.csv: id,anchor,target,context,score; or Kaggle's, downloaded once: "
+        "kaggle://competitions/us-patent-phrase-to-phrase-matching/train.csv"
+    )
+    cpc: Path = option(
+        help="CPC table CSV with the columns code,title; or kaggle://datasets/OWNER/NAME/FILE"
+    )
     out: Path = option(
         Path("out/patent-similarity"), help="where to write the model folder (Hub layout)"
     )
@@ -48,6 +54,11 @@ class TrainConfig:
         None, help="push the trained model to this Hub repo", metavar="REPO"
     )
 
+    def __post_init__(self) -> None:
+        # a public file's address (kaggle://...) -> its local copy, downloaded once
+        self.data = sources.fetch(self.data)
+        self.cpc = sources.fetch(self.cpc)
+
 
 @dataclass
 class EvalConfig:
@@ -63,3 +74,6 @@ class EvalConfig:
     all_rows: bool = option(
         False, help="score every row, not only the held-out anchors (for a new test file)"
     )
+
+    def __post_init__(self) -> None:
+        self.data = sources.fetch(self.data)

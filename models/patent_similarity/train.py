@@ -44,6 +44,7 @@ from models.patent_similarity.data import (
     split_by_anchor,
 )
 from models.patent_similarity.onnx_export import describe, export_checked
+from models.patent_similarity.sources import terms
 from shared import device as devices
 from shared import runtime
 
@@ -55,7 +56,11 @@ def _base_model(base: str, config: AutoConfig) -> PreTrainedModel:
     if folder.is_dir() and not has_weights:
         print(f"note: {base} holds no weights; starting from random weights")
         return AutoModelForSequenceClassification.from_config(config)
-    return AutoModelForSequenceClassification.from_pretrained(base, config=config)
+    # safetensors only: for a repo that still has a pickle only (microsoft/deberta-v3-small),
+    # transformers takes the safetensors of its conversion pull request
+    return AutoModelForSequenceClassification.from_pretrained(
+        base, config=config, use_safetensors=True
+    )
 
 
 def _examples(tokenizer, texts: list[str], scores: Sequence[float]) -> list[dict]:
@@ -266,6 +271,7 @@ score = model(**tokenizer(text, return_tensors="pt")).logits.item()  # 0 unrelat
         pipeline_tag="text-classification",
         metrics={"pearson": metrics["pearson"]},
         task_name="Patent phrase similarity",
+        **terms(Path(cfg.data), base),
         dataset_name="U.S. Patent Phrase to Phrase Matching (held-out anchors)",
         training=training,
         usage=usage,

@@ -21,7 +21,12 @@ def train(cfg: TrainConfig) -> dict:
 
     recipe = cfg.recipe()
     data = load_data(
-        cfg.data, train=cfg.train, valid=cfg.valid, valid_pct=recipe.valid_pct, seed=recipe.seed
+        cfg.data,
+        train=cfg.train,
+        valid=cfg.valid,
+        valid_pct=recipe.valid_pct,
+        seed=recipe.seed,
+        fold=recipe.fold,
     )
     trained = train_recipe(recipe, data)
     save(trained, cfg.out, recipe)
@@ -47,8 +52,9 @@ def evaluate(cfg: EvalConfig) -> dict:
         data = load_data(cfg.data, train=cfg.train, valid_pct=0.0, seed=recipe.seed)
         return cross_validate(recipe, data.train, data.items, cfg.folds)
     valid_pct = recipe.valid_pct if cfg.valid_pct is None else cfg.valid_pct
+    fold = recipe.fold if cfg.valid_pct is None else 0
     data = load_data(
-        cfg.data, train=cfg.train, valid=cfg.valid, valid_pct=valid_pct, seed=recipe.seed
+        cfg.data, train=cfg.train, valid=cfg.valid, valid_pct=valid_pct, seed=recipe.seed, fold=fold
     )
     u, i, r = encode(data.valid, rec.user_index, rec.item_index)
     if not len(r):

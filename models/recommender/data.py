@@ -1,26 +1,25 @@
-"""Ratings and movies: MovieLens 100k (downloaded when missing) or a ratings CSV, split in two.
+"""Ratings and movies: MovieLens 100k (movielens.py) or a ratings CSV, split in two.
 
-`load_data` is the entry: a MovieLens folder or a ratings file, split at random (seeded) or by
-explicit train/valid files, with the movies' titles and genres. `encode` and `sorted_ids` turn
-the string ids into the embedding indices the models use. Torch-free.
+`load_data` is the entry: a MovieLens folder or a ratings file, split at random (seeded), by a
+canonical fold or by explicit train/valid files, with the movies' titles and genres.
+`item_features` turns genres and release years into the movies' side features; `encode` and
+`sorted_ids` turn the string ids into the embedding indices the models use. Torch-free.
 """
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-import zipfile
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from models.recommender import movielens
 from shared.errors import UserError
 
-ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+FOLDS = 5  # canonical folds: five blocks of the ratings in file order (MovieLens u1..u5)
 ALIASES = {  # accepted CSV headers (MovieLens "latest" uses userId,movieId)
     "user": ("user", "userid", "user_id"),
     "item": ("item", "itemid", "item_id", "movie", "movieid", "movie_id"),
@@ -36,42 +35,7 @@ class Data:
     train: pd.DataFrame
     valid: pd.DataFrame
     items: pd.DataFrame  # index: item id (str); columns title, genres (list of str)
-
-
-def download_movielens(dest: Path) -> Path:
-    """Download and unpack the official GroupLens MovieLens 100k archive into `dest`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    archive = dest / "ml-100k.zip"
-    part = archive.with_suffix(".part")
-    try:
-        with urllib.request.urlopen(ML100K_URL, timeout=60) as r, open(part, "wb") as f:
-            size = int(r.headers.get("Content-Length") or 0) or None
-            with tqdm(total=size, unit="B", unit_scale=True, desc="ml-100k.zip") as bar:
-                while chunk := r.read(1 << 16):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-    except (urllib.error.URLError, OSError) as e:
-        part.unlink(missing_ok=True)
-        raise UserError(
-            f"Could not download MovieLens 100k from {ML100K_URL} ({e}). Download and unzip it "
-            f"yourself, then pass --data path/to/ml-100k."
-        ) from None
-    part.rename(archive)
-    with zipfile.ZipFile(archive) as z:
-        z.extractall(dest)
-    archive.unlink()
-    return dest / "ml-100k"
-
-
-def movielens_folder(path: Path) -> Path:
-    """The folder holding u.data: `path` itself, `path/ml-100k`, or a fresh download there."""
-    path = Path(path)
-    for folder in (path, path / "ml-100k"):
-        if (folder / "u.data").is_file():
-            return folder
-    if path.exists() and any(path.iterdir()):
-        raise UserError(f"{path} has no u.data: pass a MovieLens 100k folder or a ratings CSV.")
-    return download_movielens(path.parent if path.name == "ml-100k" else path)
+    source: str | None = None  # movielens.NAME when the ratings are MovieLens 100k's u.data
 
 
 def _column(frame: pd.DataFrame, name: str) -> str | None:
@@ -134,20 +98,6 @@ def read_ratings(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     return ratings, titles
 
 
-def read_movielens_items(folder: Path) -> pd.DataFrame:
-    """Titles (latin-1, with the year) and genres from u.item and u.genre."""
-    genres = pd.read_csv(folder / "u.genre", sep="|", header=None, encoding="latin-1")[0].tolist()
-    items = pd.read_csv(folder / "u.item", sep="|", header=None, encoding="latin-1", dtype={0: str})
-    flags = items.iloc[:, 5 : 5 + len(genres)].to_numpy()
-    return pd.DataFrame(
-        {
-            "title": items[1].to_numpy(),
-            "genres": [[g for g, f in zip(genres, row, strict=True) if f] for row in flags],
-        },
-        index=pd.Index(items[0].to_numpy(), name="item"),
-    )
-
-
 def split(ratings: pd.DataFrame, valid_pct: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A seeded random split: (train, valid) with `valid_pct` of the ratings in valid."""
     if not 0 <= valid_pct < 1:
@@ -157,6 +107,18 @@ def split(ratings: pd.DataFrame, valid_pct: float, seed: int) -> tuple[pd.DataFr
     return ratings.iloc[order[n:]], ratings.iloc[order[:n]]
 
 
+def fold_split(ratings: pd.DataFrame, fold: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The canonical split `fold` (1-5): valid = the fold-th fifth of the ratings in file order.
+    For MovieLens 100k's u.data these are GroupLens' u1..u5 base/test pairs (mku.sh: test =
+    lines 20,000·(fold-1)+1 to 20,000·fold)."""
+    if fold not in range(1, FOLDS + 1):
+        raise UserError(f"fold must be 1 to {FOLDS} (0: a random split), got {fold}.")
+    n = len(ratings) // FOLDS
+    test = np.zeros(len(ratings), bool)
+    test[n * (fold - 1) : n * fold if fold < FOLDS else len(ratings)] = True
+    return ratings[~test], ratings[test]
+
+
 def load_data(
     data: str | Path | None = None,
     *,
@@ -164,24 +126,25 @@ def load_data(
     valid: str | Path | None = None,
     valid_pct: float = 0.2,
     seed: int = 42,
+    fold: int = 0,
 ) -> Data:
-    """MovieLens 100k (folder, downloaded when missing) or a ratings file, split in two.
-
-    `train`/`valid`: explicit files (MovieLens tab format or CSV) instead of a random split;
-    `data` then only provides the titles (a MovieLens folder), if given.
+    """MovieLens 100k (a folder, or the cached download when `data` is None) or a ratings file,
+    split in two: at random (`valid_pct`, `seed`), by canonical `fold` (1-5), or as the explicit
+    `train`/`valid` files (MovieLens tab format or CSV); `data` then only provides the titles
+    (a MovieLens folder), if given.
     """
     if valid is not None and train is None:
         raise UserError("--valid needs --train too.")
     found = []  # title tables, first one wins
-    ratings = None
+    ratings, source = None, None
     if data is not None and Path(data).is_file():
         ratings, titles = read_ratings(data)
         found.append(titles)
     elif data is not None or train is None:
-        folder = movielens_folder(Path(data or "ml-100k"))
-        found.append(read_movielens_items(folder))
+        folder = movielens.folder(data)
+        found.append(movielens.read_items(folder))
         if train is None:
-            ratings = read_ratings(folder / "u.data")[0]
+            ratings, source = read_ratings(folder / "u.data")[0], movielens.NAME
     if train is not None:
         ratings, titles = read_ratings(train)
         found.append(titles)
@@ -189,6 +152,8 @@ def load_data(
         va, titles = read_ratings(valid)
         found.append(titles)
         tr = ratings
+    elif fold:
+        tr, va = fold_split(ratings, fold)
     else:
         tr, va = split(ratings, valid_pct, seed)
     ids = pd.unique(pd.concat([tr["item"], va["item"]]))
@@ -199,7 +164,33 @@ def load_data(
     ]
     genres = [g if isinstance(g, list) else [] for g in known.get("genres", [None] * len(ids))]
     items = pd.DataFrame({"title": titles, "genres": genres}, index=pd.Index(ids, name="item"))
-    return Data(tr.reset_index(drop=True), va.reset_index(drop=True), items)
+    return Data(tr.reset_index(drop=True), va.reset_index(drop=True), items, source)
+
+
+def item_features(items: pd.DataFrame) -> np.ndarray | None:
+    """Movie side features, one row per movie of `items`: its genres (weights summing to 1) and
+    its release-year decile (one-hot, from the "(1995)" in its title). None when there are none.
+    """
+    genres = sorted({g for gs in items["genres"] for g in gs})
+    column = {g: n for n, g in enumerate(genres)}
+    years = np.array([_year(t) for t in items["title"]], dtype=float)
+    known = years[~np.isnan(years)]
+    edges = np.unique(np.quantile(known, np.linspace(0, 1, 11)[1:-1])) if len(known) else []
+    width = len(genres) + (len(edges) + 1 if len(known) else 0)
+    if not width:
+        return None
+    out = np.zeros((len(items), width), np.float32)
+    for row, gs in enumerate(items["genres"]):
+        for g in gs:
+            out[row, column[g]] = 1 / len(gs)
+    has = ~np.isnan(years)
+    out[np.flatnonzero(has), len(genres) + np.searchsorted(edges, years[has], side="right")] = 1
+    return out
+
+
+def _year(title: str) -> float:
+    found = re.findall(r"\((\d{4})\)", str(title))
+    return float(found[-1]) if found else np.nan
 
 
 def sorted_ids(ids: Any) -> list[str]:

@@ -1,11 +1,14 @@
 """The two models, PyTorch modules that save to and load from the Hub (`PyTorchModelHubMixin`).
 
 `DotProductBias`: latent factors + biases through a sigmoid range, optionally with SVD++'s
-implicit term; `EmbeddingNN`: concatenated embeddings + an MLP (fast.ai's CollabNN). `build`
-makes the one a `Recipe` names; `MODEL_TYPES` maps config.json's `model_type` to its class.
+implicit term and, while training, the movies' side features (`ItemFeatures`); `EmbeddingNN`:
+concatenated embeddings + an MLP (fast.ai's CollabNN). `build` makes the one a `Recipe` names;
+`MODEL_TYPES` maps config.json's `model_type` to its class.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -30,7 +33,8 @@ class DotProductBias(nn.Module, PyTorchModelHubMixin, library_name="pytorch", ta
     own factors + the normalised sum of `item_implicit` over the movies they rated. Training
     adds that sum through `offset`; `bake` then folds it into `user_factors`, so the saved model
     predicts for known users like a plain dot product, and `item_implicit` is kept for new
-    users (fold-in).
+    users (fold-in). Side features work the same way on the movies' side: `item_offset` while
+    training, then `bake_items`; the saved model is a plain DotProductBias either way.
     """
 
     def __init__(
@@ -57,33 +61,81 @@ class DotProductBias(nn.Module, PyTorchModelHubMixin, library_name="pytorch", ta
         if implicit:
             nn.init.zeros_(self.item_implicit.weight)
         self.offset: torch.Tensor | None = None  # per-user implicit term while training
+        # per-movie side-feature terms (factors, bias) while training
+        self.item_offset: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def implicit_offsets(self, rated: torch.Tensor) -> torch.Tensor:
+    def implicit_offsets(self, rated: Rated) -> torch.Tensor:
         """Each user's implicit term: `rated` (users x items, sparse) @ item_implicit."""
-        return torch.sparse.mm(rated, self.item_implicit.weight)
+        return rated.matmul(self.item_implicit.weight)
 
     @torch.no_grad()
-    def bake(self, rated: torch.Tensor) -> None:
+    def bake(self, rated: Rated) -> None:
         """Fold the implicit terms into the user factors (end of training)."""
         self.user_factors.weight += self.implicit_offsets(rated)
         self.offset = None
+
+    @torch.no_grad()
+    def bake_items(self, features: ItemFeatures) -> None:
+        """Fold the side-feature terms into the movies' factors and biases (end of training)."""
+        vecs, bias = features()
+        self.item_factors.weight += vecs
+        self.item_bias.weight += bias[:, None]
+        self.item_offset = None
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         u = self.user_factors(users)
         if self.offset is not None:
             u = u + self.offset[users]
-        dot = (u * self.item_factors(items)).sum(-1)
-        z = dot + self.user_bias(users)[..., 0] + self.item_bias(items)[..., 0] + self.bias
+        v, b = self.item_factors(items), self.item_bias(items)[..., 0]
+        if self.item_offset is not None:
+            v, b = v + self.item_offset[0][items], b + self.item_offset[1][items]
+        z = (u * v).sum(-1) + self.user_bias(users)[..., 0] + b + self.bias
         return sigmoid_range(z, self.y_range)
 
 
-def rated_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> torch.Tensor:
-    """Who rated what, as a sparse users x items matrix with rows scaled by 1/sqrt(count)."""
-    counts = np.bincount(users, minlength=n_users).astype(np.float32)
-    weights = torch.tensor(1 / np.sqrt(counts[users]))
-    index = torch.tensor(np.stack([users, items]), dtype=torch.int64)
-    shape = (n_users, n_items)
-    return torch.sparse_coo_tensor(index, weights, shape, check_invariants=True).coalesce()
+class ItemFeatures(nn.Module):
+    """Side features of the movies (data.item_features: genres, release year) as embeddings:
+    each movie's factors and bias get the weighted sum of its features' embeddings, which
+    movies of a kind share. Training only: `DotProductBias.bake_items` folds them in."""
+
+    def __init__(self, features: np.ndarray, n_factors: int) -> None:
+        super().__init__()
+        self.register_buffer("features", torch.as_tensor(features, dtype=torch.float32))
+        self.vecs = nn.Parameter(torch.zeros(features.shape[1], n_factors))
+        self.bias = nn.Parameter(torch.zeros(features.shape[1]))
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.features @ self.vecs, self.features @ self.bias
+
+
+class Rated:
+    """Who rated what: a users x items matrix with rows scaled by 1/sqrt(count), as CSR
+    matrices both ways, so that `matmul` and its gradient are CSR products (torch's COO ones
+    are several times slower on a CPU)."""
+
+    def __init__(self, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> None:
+        counts = np.bincount(users, minlength=n_users).astype(np.float32)
+        weights = torch.tensor(1 / np.sqrt(counts[users]))
+        index = torch.tensor(np.stack([users, items]), dtype=torch.int64)
+        coo = torch.sparse_coo_tensor(index, weights, (n_users, n_items), check_invariants=True)
+        with warnings.catch_warnings():  # "CSR support is in beta": products are all we use
+            warnings.simplefilter("ignore", UserWarning)
+            self.csr = coo.coalesce().to_sparse_csr()
+            self.csr_t = coo.t().coalesce().to_sparse_csr()
+
+    def matmul(self, weights: torch.Tensor) -> torch.Tensor:
+        return _RatedMatmul.apply(weights, self)
+
+
+class _RatedMatmul(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, weights: torch.Tensor, rated: Rated) -> torch.Tensor:
+        ctx.rated = rated
+        return rated.csr @ weights
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return ctx.rated.csr_t @ grad, None
 
 
 class EmbeddingNN(nn.Module, PyTorchModelHubMixin, library_name="pytorch", tags=CARD_TAGS):

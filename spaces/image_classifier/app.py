@@ -20,7 +20,7 @@ from gradio import processing_utils  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 
 from models.image_classifier import NAME  # noqa: E402  (light: no torch)
-from shared import registry, ui  # noqa: E402
+from shared import registry, serve, ui  # noqa: E402
 from shared.device import gpu  # noqa: E402
 from shared.errors import UserError  # noqa: E402
 
@@ -61,14 +61,23 @@ def verdict(top: dict[str, float], threshold: float) -> str:
 
 
 @gpu(duration=30)  # a ZeroGPU slot when the suite runs on one; a no-op elsewhere
-def infer(model, pictures: list, tta: bool = False, cam: bool = False) -> list:
-    """The model's work alone: loading and reading files stay outside the GPU slot."""
-    return model.predict_batch(pictures, k=TOP_K, tta=tta, cam=cam)
+def infer(pictures: list, tta: bool = False, cam: bool = False) -> list:
+    """The model's work alone, on plain data: decoded pictures in, predictions out. On ZeroGPU
+    this runs in a worker process, so it takes the model from the registry's cache there."""
+    return registry.load(NAME).predict_batch(pictures, k=TOP_K, tta=tta, cam=cam)
 
 
 @ui.errors
 def predict(image: dict | None, tta: bool, threshold: float, cam: bool):
-    """One image -> label confidences, the answer in words, and a Grad-CAM overlay if asked."""
+    """Name the breed of the pet in a photo: the likeliest labels with their confidences, the
+    answer in words ("not sure" under the threshold) and a Grad-CAM heatmap if asked.
+
+    Args:
+        image: the photo of a cat or a dog (JPEG, PNG, WebP, GIF or BMP).
+        tta: test-time augmentation: average ten crops and mirror images (slower, steadier).
+        threshold: under this top confidence (0 to 1) the answer is "not sure".
+        cam: also return a Grad-CAM heatmap of where the model looked.
+    """
     path = file_path(image)
     if path is None:
         raise UserError("Upload a photo first (or take one with the webcam, or paste one).")
@@ -76,7 +85,7 @@ def predict(image: dict | None, tta: bool, threshold: float, cam: bool):
     picture, note = model.read(path)
     if note:
         gr.Info(note)
-    [pred] = infer(model, [picture], tta, cam)
+    [pred] = infer([picture], tta, cam)
     return pred.top, verdict(pred.top, threshold), pred.heatmap
 
 
@@ -89,10 +98,13 @@ def refresh(image: dict | None, tta: bool, threshold: float, cam: bool):
 
 @ui.errors
 def classify(images: list[dict | None]) -> tuple[list]:
-    """Batched API endpoint: image -> label confidences (the five likeliest labels).
+    """Name the breed of the pet in a photo: the five likeliest labels with their confidences.
 
     Concurrent requests arrive here together and share one forward pass. An unreadable image
     fails its request alone: with others in the batch, its answer names the problem instead.
+
+    Args:
+        images: the photo of a cat or a dog (JPEG, PNG, WebP, GIF or BMP).
     """
     model = registry.load(NAME)
     pictures, problems = [], []
@@ -107,7 +119,7 @@ def classify(images: list[dict | None]) -> tuple[list]:
             problems.append(str(e))
     if len(images) == 1 and problems[0]:
         raise UserError(problems[0])
-    preds = iter(infer(model, pictures))
+    preds = iter(infer(pictures))
     return ([f"Error: {problem}" if problem else next(preds).top for problem in problems],)
 
 
@@ -207,4 +219,4 @@ with gr.Blocks(title="Pet breed classifier") as demo:
     )
 
 if __name__ == "__main__":
-    demo.queue().launch()
+    serve.launch(demo)

@@ -17,7 +17,7 @@ import tempfile  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
-from shared import device, registry, ui  # noqa: E402
+from shared import device, registry, serve, ui  # noqa: E402
 from shared.errors import ModelError, UserError  # noqa: E402
 
 NAME = "patent-similarity"
@@ -80,6 +80,14 @@ def notes(items: list[str]) -> str:
 @ui.errors
 @device.gpu(duration=30)
 def score(anchor: str, target: str, context: str):
+    """How similar two patent phrases are in a patent field: a score from 0 (unrelated) to 1
+    (very close match), its meaning on the competition's grid, and notes on the input.
+
+    Args:
+        anchor: the first phrase, e.g. "rotating shaft".
+        target: the phrase to compare with it, e.g. "spinning axle".
+        context: the CPC class of the patent field, e.g. "F16" (or words of its title).
+    """
     r = registry.load(NAME).score(anchor, target, context)
     return r.score, {f"{r.grid:.2f} · {r.meaning}": r.score}, notes(r.notices)
 
@@ -87,6 +95,14 @@ def score(anchor: str, target: str, context: str):
 @ui.errors
 @device.gpu(duration=60)
 def rank(anchor: str, targets: str, context: str):
+    """Rank target phrases by their similarity to one anchor phrase in a patent field: a table
+    of rank, target, score (0 to 1) and meaning, most similar first.
+
+    Args:
+        anchor: the phrase to compare with, e.g. "battery cell".
+        targets: the target phrases, one per line.
+        context: the CPC class of the patent field, e.g. "H01" (or words of its title).
+    """
     import pandas as pd
 
     ranked = registry.load(NAME).rank(anchor, targets or "", context)
@@ -101,6 +117,12 @@ def rank(anchor: str, targets: str, context: str):
 @ui.errors
 @device.gpu(duration=120)
 def score_csv(file: str | None, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
+    """Score every row of a CSV file of phrase pairs: the file back with prediction, meaning
+    and note columns, a summary, and with a score column the Pearson correlation and a plot.
+
+    Args:
+        file: a UTF-8 CSV with a header and the columns anchor, target, context (and score).
+    """
     if not file:
         raise UserError("Upload a CSV file with the columns anchor, target and context.")
     predictor = registry.load(NAME)
@@ -234,4 +256,4 @@ with gr.Blocks(title="Patent phrase similarity") as demo:
 
 
 if __name__ == "__main__":
-    demo.queue().launch()
+    serve.launch(demo)

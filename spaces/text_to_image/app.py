@@ -24,7 +24,7 @@ import gradio as gr  # noqa: E402
 
 from models.text_to_image import NAME, png, stream  # noqa: E402
 from models.text_to_image import settings as cfg  # noqa: E402
-from shared import device, registry, ui  # noqa: E402
+from shared import device, registry, serve, ui  # noqa: E402
 from shared.errors import UserError  # noqa: E402
 
 GRID_SCALES = cfg.scales_text(cfg.GRID_SCALES)
@@ -128,8 +128,23 @@ def generate(
     randomize,
     request: gr.Request = None,
 ):
-    """Prompt and settings -> (live preview, PNG files with their settings, status, seed used).
-    Guidance ≤ 1 turns classifier-free guidance off (one UNet pass per step instead of two)."""
+    """Paint a prompt with Stable Diffusion: the live preview, the PNG files (each carries its
+    settings), the status and the seed used. Guidance ≤ 1 turns classifier-free guidance off
+    (one UNet pass per step instead of two).
+
+    Args:
+        prompt: what to paint ("" for an unconditional image).
+        negative: the negative prompt: what to steer away from ("" for none).
+        guidance: classifier-free guidance scale, 0 to 20 (7.5 is usual; ≤ 1 is off).
+        rescale: guidance rescale, 0 (off) to 1: tones down the over-saturation of high guidance.
+        steps: denoising steps, 1 to 100.
+        scheduler: one of "DPM++ 2M Karras", "Euler ancestral", "Euler", "DDIM", "PNDM", "LMS".
+        width: image width in pixels, a multiple of 8: 64 to 768 on a CPU, to 1024 on a GPU.
+        height: image height in pixels, a multiple of 8: 64 to 768 on a CPU, to 1024 on a GPU.
+        images: how many images, 1 to 4 (image i uses seed + i - 1).
+        seed: the seed, 0 to 4294967295 (used when randomize is false).
+        randomize: draw a fresh random seed instead of using seed.
+    """
     settings = _settings(
         prompt,
         negative,
@@ -165,8 +180,21 @@ def guidance_grid(
     randomize,
     request: gr.Request = None,
 ):
-    """One prompt and seed at several guidance scales ("1, 3, 7.5, 14"), one batched denoising
-    loop -> (live preview, the labelled grid PNG, status, seed used)."""
+    """One prompt and seed at several guidance scales side by side, in one batched denoising
+    loop: the live preview, the labelled grid PNG, the status and the seed used.
+
+    Args:
+        prompt: what to paint ("" for an unconditional image).
+        negative: the negative prompt: what to steer away from ("" for none).
+        scales: the guidance scales to compare, up to 6, comma-separated, e.g. "1, 3, 7.5, 14".
+        rescale: guidance rescale, 0 (off) to 1: tones down the over-saturation of high guidance.
+        steps: denoising steps, 1 to 100.
+        scheduler: one of "DPM++ 2M Karras", "Euler ancestral", "Euler", "DDIM", "PNDM", "LMS".
+        width: image width in pixels, a multiple of 8: 64 to 768 on a CPU, to 1024 on a GPU.
+        height: image height in pixels, a multiple of 8: 64 to 768 on a CPU, to 1024 on a GPU.
+        seed: the seed, 0 to 4294967295 (used when randomize is false).
+        randomize: draw a fresh random seed instead of using seed.
+    """
     settings = _settings(
         prompt, negative, 7.5, rescale, steps, scheduler, width, height, 1, seed, randomize
     )
@@ -402,4 +430,4 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
     )
 
 if __name__ == "__main__":
-    demo.queue().launch()
+    serve.launch(demo)

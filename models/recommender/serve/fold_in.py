@@ -1,10 +1,12 @@
 """Fold-in: a new visitor's taste from a few ratings, the movies fixed (no retraining).
 
-`Taste` holds a trained model's weights as NumPy arrays and a Gaussian prior over user vectors
-fitted to the known users, with the training residuals as the rating noise. `fold_in` is the
-maximum a posteriori user vector under that prior: for the dot model, a regularised least-squares
-problem solved by a few Gauss-Newton steps through the sigmoid (each a (factors + 1)-sized linear
-solve); for the MLP model, L-BFGS. `predict_all` scores a user vector against every movie.
+`fit_prior` measures, once at export, a Gaussian prior over user vectors fitted to the known
+users and the rating noise (taste.json: aggregates, no ratings). `Taste` holds a trained model's
+weights as NumPy arrays and that prior. `fold_in` is the maximum a posteriori user vector under
+it: for the dot model, a regularised least-squares problem solved by a few Gauss-Newton steps
+through the sigmoid (each a (factors + 1)-sized linear solve); for the MLP model, L-BFGS.
+`predict_all` scores a user vector against every movie; `compare` sets it against the average
+viewer.
 """
 
 from __future__ import annotations
@@ -17,40 +19,53 @@ from models.recommender.modules import DotProductBias
 from models.recommender.train import predict
 
 
+def fit_prior(model: nn.Module, users: np.ndarray, items: np.ndarray, stars: np.ndarray) -> dict:
+    """What fold-in needs from the training ratings, as aggregates only (saved as taste.json,
+    since the ratings themselves may not be redistributed): a Gaussian prior over the known
+    users' own vectors, the rating noise (mean squared training residual) and the star scale."""
+    taste = Taste(model, {"mean": [], "cov": [], "noise": 1.0, "scale": [1, 5]})
+    if taste.kind == "dot":
+        own = taste.user_vecs
+        if taste.implicit is not None:  # a known user's own factors, without what they rated
+            own = own - taste.implicit_offset(users, items, len(own))
+        known = np.c_[own, taste.user_bias]  # a user = (own factors, bias)
+    else:
+        known = taste.user_vecs
+    resid = predict(model, users, items) - stars
+    return {
+        "mean": known.mean(0).tolist(),
+        "cov": np.cov(known, rowvar=False).tolist(),
+        "noise": float(np.mean(resid**2)) if len(resid) else 1.0,
+        "scale": [float(stars.min()), float(stars.max())] if len(stars) else [1.0, 5.0],
+    }
+
+
 class Taste:
     """User vectors against the fixed movies of `model`: a known user's, the average viewer's,
-    or a new visitor's folded in. `users`, `items`, `stars`: the training ratings (indices)."""
+    or a new visitor's folded in. `prior`: what `fit_prior` measured on the training ratings."""
 
-    def __init__(
-        self, model: nn.Module, users: np.ndarray, items: np.ndarray, stars: np.ndarray
-    ) -> None:
+    def __init__(self, model: nn.Module, prior: dict) -> None:
         self.model = model
         self.kind = "dot" if isinstance(model, DotProductBias) else "nn"
         w = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
         self.y_range = model.y_range
         self.item_vecs = w["item_factors.weight"]
         self.user_vecs = w["user_factors.weight"]
-        n_users = len(self.user_vecs)
         if self.kind == "dot":
             self.item_bias = w["item_bias.weight"][:, 0]
             self.user_bias = w["user_bias.weight"][:, 0]
             self.bias = float(w["bias"])
             self.implicit = w.get("item_implicit.weight")  # SVD++ models only
-            own = self.user_vecs
-            if self.implicit is not None:  # a known user's own factors, without what they rated
-                own = own - self.implicit_offset(users, items, n_users)
-            known = np.c_[own, self.user_bias]  # a user = (own factors, bias)
-            average = np.r_[self.user_vecs.mean(0), self.user_bias.mean()]
+            self.average_vec = np.r_[self.user_vecs.mean(0), self.user_bias.mean()]
         else:
-            known = self.user_vecs
-            average = known.mean(0)
-        # The prior: a Gaussian fitted to the known users; the noise: the training residuals.
-        self.prior_mean = known.mean(0)
-        cov = np.cov(known, rowvar=False) + 1e-6 * np.eye(known.shape[1])
-        self.prior_prec = np.linalg.inv(cov)
-        resid = predict(model, users, items) - stars
-        self.noise = float(np.mean(resid**2)) if len(resid) else 1.0
-        self.average = self.predict_all(average)  # the average viewer's stars
+            self.average_vec = self.user_vecs.mean(0)
+        self.prior_mean = np.asarray(prior["mean"], dtype=np.float64)
+        if len(self.prior_mean):  # fit_prior itself builds a Taste without one
+            cov = np.asarray(prior["cov"], dtype=np.float64)
+            self.prior_prec = np.linalg.inv(cov + 1e-6 * np.eye(len(cov)))
+        self.noise = float(prior["noise"])
+        self.scale = tuple(float(x) for x in prior["scale"])
+        self.average = self.predict_all(self.average_vec)  # the average viewer's stars
 
     def user_vector(self, user: int) -> np.ndarray:
         """A known user's vector as `predict_all` takes it (dot: factors + bias)."""
@@ -66,6 +81,19 @@ class Taste:
         with torch.no_grad():
             items = torch.arange(len(self.item_vecs))
             return self.model.score(torch.as_tensor(vec, dtype=torch.float32), items).numpy()
+
+    def compare(self, vec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted stars, lift) of every movie for a user vector. The lift is how many more
+        stars than the average viewer this user would give each movie, their overall generosity
+        left out (a harsh rater is not "below average" on every movie): dot, with the average
+        viewer's bias in place of theirs; nn, less the user's median difference."""
+        pred = self.predict_all(vec)
+        if self.kind == "dot":
+            lift = self.predict_all(np.r_[vec[:-1], self.average_vec[-1]]) - self.average
+        else:
+            diff = pred - self.average
+            lift = diff - np.median(diff)
+        return pred, lift
 
     def implicit_offset(self, users: np.ndarray, items: np.ndarray, n: int) -> np.ndarray:
         """Per user (0..n-1): the normalised sum of the implicit factors of what they rated."""

@@ -1,9 +1,10 @@
 """The `Recommender` the Space serves, and `load`, the registry's loader that builds it.
 
-It composes the movie catalogue (titles.py) and the users' taste (fold_in.py) with the training
-ratings, and ranks: recommendations for a new visitor's (title, stars) or a known user, each
-explained by the rated movie it resembles most; a user's favourites; similar movies; the bias
-ranking; a PCA of the movie factors.
+It composes the movie catalogue (titles.py) and the users' taste (fold_in.py), and ranks:
+recommendations for a new visitor's (title, stars) or a known user, each explained by the rated
+movie it resembles most; a user's favourites; similar movies; the bias ranking; a PCA of the
+movie factors. The known users' ratings are not in the model folder (MovieLens' terms):
+`fetch_ratings` downloads them from GroupLens (cached) and attaches them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,9 @@ import pandas as pd
 from safetensors.torch import load_model
 from torch import nn
 
+from models.recommender import movielens
 from models.recommender.config import MODELS
+from models.recommender.data import read_ratings
 from models.recommender.export import FILES
 from models.recommender.modules import MODEL_TYPES
 from models.recommender.serve.fold_in import Taste
@@ -29,6 +33,8 @@ from shared.errors import ModelError, UserError
 MIN_RATINGS = 20  # recommendations skip movies with fewer ratings (obscure one-rating titles)
 TOP_N = 10
 SIMILAR = 0.2  # cosine similarity from which a rated movie explains a recommendation
+FITS = 0.1  # stars over the average viewer from which a movie "fits your taste"
+CROWD = 4.0  # mean stars from which a movie is a crowd favourite
 RANK_BY = ("stars", "taste")
 
 
@@ -58,17 +64,31 @@ def load(folder: str | Path) -> Recommender:
     params = inspect.signature(cls.__init__).parameters
     model = cls(**{k: v for k, v in config.items() if k in params})
     load_model(model, folder / "model.safetensors")
-    users, items, ratings = (
-        json.loads((folder / f"{name}.json").read_text()) for name in ("users", "items", "ratings")
+    users, items, prior = (
+        json.loads((folder / f"{name}.json").read_text()) for name in ("users", "items", "taste")
     )
-    return Recommender(model.eval(), users, items, ratings)
+    rec = Recommender(model.eval(), users, items, prior, dataset=config.get("dataset"))
+    rec.folder = folder
+    return rec
 
 
 class Recommender:
-    """What the Space needs: recommendations, explanations, similar movies, biases, PCA."""
+    """What the Space needs: recommendations, explanations, similar movies, biases, PCA.
+    `dataset`: the data set the model was trained on (movielens.NAME: its users' ratings can be
+    downloaded for `recommend_user` and `user_favourites`)."""
 
-    def __init__(self, model: nn.Module, users: list, items: list[dict], ratings: dict) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        users: list,
+        items: list[dict],
+        prior: dict,
+        *,
+        dataset: str | None = None,
+    ) -> None:
         self.model = model
+        self.dataset = dataset
+        self.folder: Path | None = None
         self.users = [str(u) for u in users]
         self.user_index = {u: n for n, u in enumerate(self.users)}
         n_users, n_items = model.user_factors.num_embeddings, model.item_factors.num_embeddings
@@ -85,22 +105,50 @@ class Recommender:
             self.movies.counts, self.movies.means, self.movies.popular
         )  # fmt: skip
 
-        # the training ratings, grouped by user
-        u = np.asarray(ratings["user"], dtype=np.int64)
-        i = np.asarray(ratings["item"], dtype=np.int64)
-        r = np.asarray(ratings["rating"], dtype=np.float32)
-        order = np.argsort(u, kind="stable")
-        self.rated_items, self.rated_stars = i[order], r[order]
-        self.user_start = np.searchsorted(u[order], np.arange(n_users + 1))
-        self.scale = (
-            (float(self.rated_stars.min()), float(self.rated_stars.max()))
-            if len(self.rated_stars) else (1.0, 5.0)
-        )  # fmt: skip
-
-        self.taste = Taste(model, u, i, r)
+        self.taste = Taste(model, prior)
         self.kind = self.taste.kind
+        self.scale = self.taste.scale
         vecs = self.taste.item_vecs
         self.unit = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        self.user_start: np.ndarray | None = None  # the known users' ratings, once attached
+        self._attach = threading.Lock()
+
+    def attach_ratings(self, ratings: pd.DataFrame) -> None:
+        """The known users' ratings (columns user, item: ids; rating), for `recommend_user` and
+        `user_favourites`; ratings of ids the model does not know are left out."""
+        u = ratings["user"].astype(str).map(self.user_index)
+        i = ratings["item"].astype(str).map(self.item_index)
+        keep = (u.notna() & i.notna()).to_numpy()
+        u = u[keep].to_numpy(np.int64)
+        order = np.argsort(u, kind="stable")
+        with self._attach:
+            self.rated_items = i[keep].to_numpy(np.int64)[order]
+            self.rated_stars = ratings["rating"].to_numpy(np.float32)[keep][order]
+            self.user_start = np.searchsorted(u[order], np.arange(len(self.users) + 1))
+
+    @property
+    def has_ratings(self) -> bool:
+        return self.user_start is not None
+
+    def fetch_ratings(self) -> None:
+        """Attach the known users' ratings from GroupLens' MovieLens 100k download (cached in
+        HF_HOME; downloaded on first use, with a progress bar). UserError when the model was not
+        trained on MovieLens 100k or the download fails."""
+        if self.has_ratings:
+            return
+        if self.dataset != movielens.NAME:
+            raise UserError(
+                "This model was not trained on MovieLens 100k, so its users' ratings cannot be "
+                "downloaded (a model folder holds no ratings): only new visitors can be served."
+            )
+        try:
+            folder = movielens.cached()
+        except movielens.DownloadError as e:  # no --data advice here: say it as a visitor needs
+            raise UserError(
+                f"The known users' ratings come from GroupLens' MovieLens 100k download, which "
+                f"failed: {e.reason} Try again later."
+            ) from None
+        self.attach_ratings(read_ratings(folder / "u.data")[0])
 
     # Looking things up ------------------------------------------------------------------------
 
@@ -129,7 +177,12 @@ class Recommender:
         raise UserError(f"Unknown user '{key}' (e.g. {', '.join(self.users[:3])}).")
 
     def ratings_of(self, user: int) -> tuple[np.ndarray, np.ndarray]:
-        """A known user's training ratings: (item indices, stars)."""
+        """A known user's ratings (attached): (item indices, stars)."""
+        if self.user_start is None:
+            raise UserError(
+                "The known users' ratings are not loaded: this demo gets them from GroupLens' "
+                "MovieLens download, which is not available here."
+            )
         s, e = self.user_start[user], self.user_start[user + 1]
         return self.rated_items[s:e], self.rated_stars[s:e]
 
@@ -169,26 +222,28 @@ class Recommender:
 
     # Ranking -----------------------------------------------------------------------------------
 
-    def _explain(
-        self, recs: np.ndarray, items: np.ndarray, stars: np.ndarray, lift: np.ndarray
-    ) -> list[str]:
-        """Why each recommendation: the liked movie it is most similar to, when one is close
-        enough to count; otherwise it is a crowd favourite (its bias, not taste, carries it)."""
+    def _explain(self, recs: np.ndarray, items: np.ndarray, stars: np.ndarray, lift) -> list[str]:
+        """Why each recommendation, always something true: the liked movie it is most similar
+        to, when one is close enough to count; else that it fits the visitor's taste (their
+        lift over the average viewer); else that it is a crowd favourite, when it is one."""
         liked = stars >= min(4, stars.max())  # 4-5 stars, or the user's best if all are lower
         items, stars = items[liked], stars[liked]
         sims = self.unit[recs] @ self.unit[items].T
         out = []
         for k, j in enumerate(recs):
             b = sims[k].argmax()
+            average = f"{self.taste.average[j]:.1f}★"
             if sims[k, b] >= SIMILAR:
                 out.append(
                     f"because you rated {self.titles[items[b]]} {_stars(stars[b])} "
                     f"(similarity {sims[k, b]:.2f})"
                 )
-            elif lift[j] > 0:
-                out.append(f"fits your taste; a crowd favourite ({self.means[j]:.1f}★ average)")
-            else:
+            elif lift[j] >= FITS:
+                out.append(f"fits your taste: +{lift[j]:.1f}★ over the average viewer ({average})")
+            elif self.means[j] >= CROWD:
                 out.append(f"a crowd favourite: {self.means[j]:.1f}★ average")
+            else:
+                out.append(f"the average viewer would give it {average}")
         return out
 
     def _top(self, score: np.ndarray, exclude: np.ndarray, n: int, min_ratings: int) -> np.ndarray:
@@ -201,8 +256,7 @@ class Recommender:
     def _rank(self, vec, items, stars, n, min_ratings, rank_by) -> pd.DataFrame:
         if rank_by not in RANK_BY:
             raise UserError(f"rank_by must be one of {', '.join(RANK_BY)}, got {rank_by!r}.")
-        pred = self.taste.predict_all(vec)
-        lift = pred - self.taste.average  # how much more than the average viewer
+        pred, lift = self.taste.compare(vec)  # lift: stars over the average viewer, by taste
         top = self._top(pred if rank_by == "stars" else lift, items, n, min_ratings)
         lo, hi = self.scale
         return pd.DataFrame(
@@ -226,7 +280,8 @@ class Recommender:
         """Top-`n` unrated movies for a new visitor's (title, stars) ratings, explained.
 
         rank_by "stars": highest predicted stars; "taste": most above what the average viewer
-        would give (favours movies for this visitor over movies everyone likes)."""
+        would give, the visitor's overall generosity left out (`Taste.compare`): movies for
+        this visitor rather than movies everyone likes."""
         items, stars = self.parse(ratings)
         vec = self.taste.fold_in(items, stars)
         return self._rank(vec, items, stars, n, min_ratings, rank_by)
@@ -240,7 +295,7 @@ class Recommender:
         return self._rank(self.taste.user_vector(u), items, stars, n, min_ratings, rank_by)
 
     def user_favourites(self, user: Any, n: int = TOP_N) -> pd.DataFrame:
-        """A known user's highest-rated movies (their training ratings)."""
+        """A known user's highest-rated movies (their attached ratings)."""
         items, stars = self.ratings_of(self.user(user))
         order = np.lexsort((-self.counts[items], -stars))[: int(n)]
         return pd.DataFrame(

@@ -1,0 +1,123 @@
+"""Every limit a public demo enforces, in one place, each with its reason.
+
+A public Space is reached by anyone, on 2 shared vCPUs: these keep one visitor from holding
+the machine, its memory or its disk. Over a limit, the visitor gets a message naming it and
+no work is done (`check_text` and friends); nothing they sent is echoed back beyond a short
+excerpt.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from shared.errors import UserError
+
+
+@dataclass(frozen=True)
+class Limit:
+    value: int
+    unit: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.value:,} {self.unit}"
+
+
+# The server ---------------------------------------------------------------------------------
+UPLOAD_BYTES = Limit(
+    25_000_000, "bytes per upload", "a phone photo or a CSV of 200,000 pairs fits; more is abuse"
+)
+QUEUE = Limit(64, "waiting requests in all", "a full queue answers 'busy' at once, not in minutes")
+QUEUE_PER_DEMO = Limit(
+    16, "waiting requests per demo", "a flood of slow requests must not starve the fast demos"
+)
+SESSIONS = Limit(
+    100,
+    "sessions kept in memory",
+    "each session keeps a copy of the page's state (~300 KB for the suite): the least recently "
+    "used are dropped beyond this",
+)
+TEMP_AGE = Limit(3600, "seconds a result file is kept", "downloads are for now; the disk is small")
+TEMP_SWEEP = Limit(600, "seconds between sweeps of old result files", "cheap, and often enough")
+
+# Text fields (characters) -----------------------------------------------------------------
+PHRASE = Limit(500, "characters per phrase", "patent phrases are a few words (data's longest: 98)")
+CONTEXT = Limit(
+    400, "characters per CPC context", "a code and its title; the longest CPC title has ~300"
+)
+TARGETS = Limit(1000, "target phrases per ranking", "more belongs in a CSV, which streams")
+TITLE = Limit(300, "characters per movie title", "the longest MovieLens title has 81")
+RATINGS = Limit(200, "ratings per visitor", "a few ratings are enough to fold a visitor in")
+PROMPT = Limit(
+    2000, "characters per prompt", "the text encoder reads 77 tokens (~300 characters) anyway"
+)
+
+# Files --------------------------------------------------------------------------------------
+CSV_ROWS = Limit(200_000, "rows per CSV", "about 10 minutes of scoring on 2 vCPUs")
+BATCH_IMAGES = Limit(16, "images per batch", "one forward pass; more would delay everyone else")
+
+
+def _from_environment() -> None:
+    """DEMO_LIMIT_<NAME>=value overrides a limit (a bigger Space, a benchmark)."""
+    for name, limit in list(globals().items()):
+        if isinstance(limit, Limit) and (value := os.environ.get(f"DEMO_LIMIT_{name}")):
+            globals()[name] = Limit(int(value), limit.unit, limit.reason)
+
+
+_from_environment()
+
+
+def table() -> list[tuple[str, Limit]]:
+    """Every limit with its name, for documentation."""
+    return [(k, v) for k, v in globals().items() if isinstance(v, Limit)]
+
+
+def excerpt(text: str, chars: int = 60) -> str:
+    """The start of what someone sent, safe to show back to them."""
+    text = " ".join(text.split())
+    return text if len(text) <= chars else text[: chars - 1] + "…"
+
+
+def check_text(value: object, what: str, limit: Limit, *, required: bool = False) -> str:
+    """`value` as text within `limit` characters, or a `UserError` naming the limit.
+
+    Refuses what is not text (a number, a list: an API caller's mistake) and lone UTF-16
+    surrogates (they cannot be encoded, so no tokenizer reads them)."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise UserError(f"The {what} must be text, not {type(value).__name__}.")
+    if len(value) > limit.value:
+        raise UserError(
+            f"The {what} is {len(value):,} characters long; the limit is {limit} "
+            f"({limit.reason}). It starts: “{excerpt(value)}”"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise UserError(
+            f"The {what} contains a character that is not valid text (at position "
+            f"{e.start + 1}); please retype it."
+        ) from None
+    if required and not value.strip():
+        raise UserError(f"The {what} is empty.")
+    return value
+
+
+def check_number(
+    value: object, what: str, low: float | None = None, high: float | None = None
+) -> float:
+    """`value` as a finite number within [low, high], or a `UserError` saying what is wrong."""
+    if isinstance(value, bool) or value is None:
+        raise UserError(f"The {what} must be a number.")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UserError(f"The {what} must be a number, not “{excerpt(str(value), 30)}”.") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise UserError(f"The {what} must be a finite number.")
+    if (low is not None and number < low) or (high is not None and number > high):
+        span = f"from {low:g} to {high:g}" if low is not None and high is not None else ""
+        raise UserError(f"The {what} must be {span or 'in range'}; got {number:g}.")
+    return number
