@@ -110,6 +110,26 @@ def open_graph(path: Path, *, engine: str = "onnxruntime", threads: int | None =
     raise ValueError(f"unknown engine {engine!r}; one of {ENGINES}")
 
 
+def summary(folder: Path) -> str | None:
+    """Which runtime serves the model of `folder` here, in a few words for its description,
+    from its metrics.json alone (no weights needed); None when it has no exported graph."""
+    path = Path(folder) / METRICS
+    guards = json.loads(path.read_text()).get("guards", {}) if path.is_file() else {}
+    guard = guards.get("onnx")
+    try:
+        want = wanted()
+    except UserError:
+        return None  # the loader will say what is wrong with DEMO_RUNTIME
+    from shared.device import likely_gpu
+
+    if not guard or want == "torch" or (want is None and likely_gpu()):
+        return None
+    if not guard.get("passed"):
+        return "runs with PyTorch here: its model.onnx failed its accuracy guard"
+    precision = guard.get("precision") or "fp32"
+    return f"CPU fast path: model.onnx ({precision}, checked against PyTorch at training)"
+
+
 # --- accuracy guards, recorded in metrics.json ----------------------------------------------
 
 

@@ -190,6 +190,14 @@ def test_training_exports_a_guarded_graph(pets):
     assert runtime.guard_problems(pets) == []
 
 
+def test_the_model_description_names_the_runtime(pets, monkeypatch):
+    from shared.ui import card_text
+
+    assert "CPU fast path: model.onnx (fp32" in card_text("pets", None, None, pets)
+    monkeypatch.setenv("DEMO_DEVICE", "cuda")  # PyTorch serves on a GPU: nothing to say
+    assert "model.onnx" not in card_text("pets", None, None, pets)
+
+
 def test_classifier_fast_path_on_cpu_override_and_fallback(pets, photos, tmp_path, monkeypatch):
     fast = classifier.load(pets)
     assert fast.graph is not None and "ONNX" in fast.runtime and fast.notice is None
@@ -244,6 +252,10 @@ def test_classifier_guard_failure_is_recorded_and_the_graph_deleted(pets, photos
     wrong = right.roll(1, dims=1)  # a reference whose top-1 class differs everywhere
     g = classifier_export.check(folder, clf.transform, paths, wrong)
     assert not g["passed"] and g["top1_agreement"] == 0.0 and g["images"] == len(paths)
+    assert (
+        g["reason"]
+        == f"top-1 agrees with PyTorch on 0.00% of {len(paths)} validation images, under 99.5%"
+    )
     assert not (folder / "model.onnx").exists()  # never shipped
     assert guard(folder) == g and "failed its accuracy guard" in runtime.guard_problems(folder)[0]
     assert classifier.load(folder).graph is None  # served with PyTorch
@@ -342,7 +354,7 @@ def test_patent_int8_ships_only_when_it_passes(patent, monkeypatch, tmp_path):
             diff = np.abs(fast.score_texts(texts) - torch_model.score_texts(texts)).max()
             assert 0 < diff == pytest.approx(g["int8"]["max_score_diff"], abs=1e-5)
         else:
-            assert not g["passed"] and g["precision"] is None
+            assert not g["passed"] and g["precision"] is None and "none passed" in g["reason"]
             assert not (folder / "model.onnx").exists()
             assert scorer.load(folder).graph is None
             assert "failed its accuracy guard" in runtime.guard_problems(folder)[0]

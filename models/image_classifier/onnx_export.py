@@ -82,6 +82,11 @@ def check(
         "min_agreement": AGREEMENT,
         "max_prob_diff": float((probs - reference).abs().max()) if paths else None,
     }
+    if not guard["passed"]:  # publish shows it
+        guard["reason"] = (
+            f"top-1 agrees with PyTorch on {agreement:.2%} of {len(paths)} validation images, "
+            f"under {AGREEMENT:.1%}"
+        )
     return runtime.record_guard(folder, guard)
 
 

@@ -152,6 +152,8 @@ def export_checked(
                 shipped = precision
                 path.replace(folder / EXPORT)
     guard |= {"passed": shipped is not None, "precision": shipped}
+    if shipped is None:  # publish shows it
+        guard["reason"] = describe(guard)
     return runtime.record_guard(folder, guard)
 
 
