@@ -4,11 +4,12 @@ A family with a CPU fast path exports `model.onnx` at train time (never at start
 it against PyTorch on validation data (its accuracy guard, recorded in the folder's
 metrics.json under "guards") and deletes a graph that fails. At load, `choose` picks the graph
 on a CPU and PyTorch on a GPU; DEMO_RUNTIME=torch|onnx overrides. A folder without the graph is
-served with PyTorch, with a one-line notice. `open_graph` runs a graph with ONNX Runtime or
-OpenVINO; `guard_problems` is the check `publish` makes before it pushes a folder.
+served with PyTorch, with a one-line notice. `summary` says which runtime serves a model, for
+its description; `guard_problems` is the check `publish` can make before it pushes a folder.
+(shared/graphs.py runs a graph: the engines are imported only by the families that ship one.)
 
 ONNX is a data format (a graph of standard operators and its weights): loading one runs no code.
-Torch-free; onnxruntime and openvino are imported only when a graph is opened.
+Torch-free, and free of the engines.
 """
 
 from __future__ import annotations
@@ -17,22 +18,16 @@ import hashlib
 import json
 import logging
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from shared.errors import UserError
 
 ENV = "DEMO_RUNTIME"
 EXPORT = "model.onnx"
 METRICS = "metrics.json"
-ENGINES = ("onnxruntime", "openvino")
 log = logging.getLogger("demos")
-
-Run = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -77,37 +72,6 @@ def choose(
     notice = f"Model '{name}' runs with PyTorch, slower on a CPU: {why}."
     log.warning(notice)
     return Choice("torch", notice)
-
-
-def open_graph(path: Path, *, engine: str = "onnxruntime", threads: int | None = None) -> Run:
-    """A function running the ONNX graph at `path` on the CPU: {input name: array} -> outputs,
-    in the graph's order. `threads`: intra-op threads (default: the engine's choice)."""
-    if engine == "onnxruntime":
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.inter_op_num_threads = 1  # one request at a time per model: no parallel branches
-        if threads:
-            options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return lambda feeds: session.run(None, feeds)
-    if engine == "openvino":
-        import openvino as ov
-
-        config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        compiled = ov.Core().compile_model(str(path), "CPU", config)
-        request, lock = compiled.create_infer_request(), threading.Lock()
-
-        def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-            with lock:  # an infer request serves one caller at a time
-                result = request.infer(feeds)
-                return [np.array(result[out]) for out in compiled.outputs]
-
-        return run
-    raise ValueError(f"unknown engine {engine!r}; one of {ENGINES}")
 
 
 def summary(folder: Path) -> str | None:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from shared import runtime
+from shared.graphs import open_graph
 
 EXPORT = runtime.EXPORT
 ENGINE = "openvino"
@@ -21,9 +22,7 @@ class Graph:
 
     def __init__(self, path: Path, *, engine: str = ENGINE, threads: int | None = None):
         self.engine = engine
-        self._run = runtime.open_graph(
-            path, engine=engine, threads=threads or torch.get_num_threads()
-        )
+        self._run = open_graph(path, engine=engine, threads=threads or torch.get_num_threads())
 
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = np.ascontiguousarray(pixels.detach().cpu().numpy(), dtype=np.float32)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from shared import runtime
+from shared.graphs import open_graph
 
 EXPORT = runtime.EXPORT
 ENGINE = "onnxruntime"
@@ -21,9 +22,7 @@ class Graph:
     def __init__(self, path: Path, config, *, threads: int | None = None):
         self.config = config  # what the predictor reads: template, titles, contexts, split
         self.engine = ENGINE
-        self._run = runtime.open_graph(
-            path, engine=ENGINE, threads=threads or torch.get_num_threads()
-        )
+        self._run = open_graph(path, engine=ENGINE, threads=threads or torch.get_num_threads())
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
