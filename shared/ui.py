@@ -17,7 +17,7 @@ from typing import Any
 
 import gradio as gr
 
-from shared import cancel, registry
+from shared import cancel, registry, runtime
 from shared.errors import UserError
 
 log = logging.getLogger("demos")
@@ -316,6 +316,8 @@ def card_text(fallback: str, repo: str | None, commit: str | None, folder: Path)
     measured = _metrics(meta, folder)
     if measured:
         parts.append("measured: " + ", ".join(f"{k} {v:.3g}" for k, v in measured.items()))
+    if fast := runtime.summary(folder):  # which runtime serves it here (the CPU fast path)
+        parts.append(fast)
     return " · ".join(parts)
 
 

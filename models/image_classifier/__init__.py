@@ -12,6 +12,8 @@ light (no torch): the registry entry `SPEC` and a `load` that imports the predic
 - evaluate.py: predictions on files, confusion matrix, top losses, curves; the evaluate command
 - export.py: timm's Hub layout, example photos, the model card
 - predict.py: `Classifier` (top-k, test-time augmentation, Grad-CAM, "not sure") and `load`
+- onnx_export.py: the CPU fast path at train time: model.onnx and its accuracy guard
+- runtime.py: the CPU fast path at serve time: model.onnx on OpenVINO
 - cli.py: the commands of `demos ... image-classifier`
 
 Building a classifier in the browser (the build_classifier Space), torch-free unless noted:
@@ -35,6 +37,17 @@ from typing import Any
 from shared.registry import Spec
 
 NAME = "pets-classifier"
+FILES = ("config.json", "model.safetensors", "README.md", "examples/*")
+
+
+def files() -> tuple[str, ...]:
+    """The allow-list: timm's layout and examples, plus the exported graph (model.onnx, the CPU
+    fast path) unless a GPU will serve (PyTorch does there: no need to download it)."""
+    from shared import device, runtime
+
+    if device.likely_gpu() and runtime.wanted() != "onnx":
+        return FILES
+    return (*FILES, runtime.EXPORT)
 
 
 def load(folder: Path) -> Any:
@@ -54,7 +67,7 @@ SPEC = Spec(
     task="image-classification",
     repo="pets-convnext-tiny",
     revision="main",
-    files=("config.json", "model.safetensors", "README.md", "examples/*"),
+    files=files,
     load=load,
     space="image_classifier",
     description="Oxford-IIIT pet breeds, convnext_tiny.fb_in22k fine-tuned with timm",

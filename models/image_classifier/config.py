@@ -92,6 +92,9 @@ class TrainConfig(ModelConfig):
     accum: int = option(1, help="gradient accumulation steps")
     resume: bool = option(False, help="continue from the last finished epoch in OUT/checkpoints")
     examples: int = option(6, help="validation images copied to OUT/examples")
+    onnx: bool = option(
+        True, help="export model.onnx, the CPU fast path, if it agrees with PyTorch"
+    )
     dataset_name: str | None = option(
         None, help="data set name for the model card (default: the folder name)"
     )

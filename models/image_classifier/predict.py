@@ -3,6 +3,8 @@
 `load(folder)` reads timm's Hub layout (config.json + model.safetensors, examples/) into a
 `Classifier`, which gives each image its top-k labels (`Prediction`), optionally averaged over
 ten test-time views, with a Grad-CAM heatmap, and "not sure" under a confidence threshold.
+On a CPU the forward pass runs the exported graph (model.onnx, runtime.py) when the folder has
+one; PyTorch otherwise, and always on a GPU (shared/runtime.py decides).
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from timm.data import create_transform, resolve_data_config
 from timm.data.transforms import str_to_interp_mode
 from torch import nn
 
+from models.image_classifier import NAME
 from models.image_classifier.images import IMAGE_EXTS, read_image, to_rgb
+from models.image_classifier.runtime import ENGINE, EXPORT, Graph
 from shared import device as devices
+from shared import runtime as runtimes
 from shared.errors import ModelError, UserError
 
 TOP_K = 5
@@ -40,12 +45,23 @@ class Prediction:
 class Classifier:
     """A fine-tuned timm classifier, ready to answer: preprocessing from its own config."""
 
-    def __init__(self, model: nn.Module, labels: list[str], examples: Sequence[Path] = ()):
+    def __init__(
+        self,
+        model: nn.Module,
+        labels: list[str],
+        examples: Sequence[Path] = (),
+        graph: Graph | None = None,
+    ):
+        """graph: the CPU fast path, pixels -> (logits, last feature maps) (runtime.Graph);
+        None: PyTorch does everything."""
         from torchvision import transforms as T
 
-        self.device = devices.device()
+        self.graph = graph
+        self.device = torch.device("cpu") if graph else devices.device()
         self.dtype = devices.dtype(self.device)
         self.model = model.eval().requires_grad_(False).to(self.device)
+        self.runtime = f"{graph.engine} (ONNX)" if graph else "PyTorch"
+        self.notice: str | None = None  # why the fast path is not used, when it was wanted
         self.labels = list(labels)
         self.examples = list(examples)
         self.config = resolve_data_config(model=model)
@@ -131,8 +147,16 @@ class Classifier:
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax of the model's logits for a batch of preprocessed images (on the CPU)."""
+        if self.graph:
+            return self.graph(x)[0].softmax(1)
         with torch.inference_mode(), self._autocast():
             return self.model(x.to(self.device)).float().softmax(1).cpu()
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature maps, a leaf of the autograd graph when the fast path made them."""
+        if self.graph:
+            return self.graph(x)[1].requires_grad_(True)
+        return self.model.forward_features(x)
 
     def _autocast(self):
         enabled = self.device.type == "cuda" and self.dtype != torch.float32
@@ -143,10 +167,11 @@ class Classifier:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Grad-CAM on the last feature stage (fastbook's CAM chapter): the gradient of the target
         class's logit (default: the top one), averaged per channel, weighs that stage's
-        activations. Returns the probabilities and one map per image, scaled to [0, 1]."""
+        activations. Returns the probabilities and one map per image, scaled to [0, 1].
+        On the fast path the graph gives the feature maps and only the head runs in PyTorch."""
         x = x.to(self.device).requires_grad_(True)  # weights stay frozen: no weight gradients
         with torch.enable_grad(), self._autocast():
-            feats = self.model.forward_features(x)
+            feats = self._features(x)
             if feats.ndim == 3:  # vision transformers: tokens -> a grid, without prefix tokens
                 tokens = feats[:, getattr(self.model, "num_prefix_tokens", 0) :]
                 side = int(math.isqrt(tokens.shape[1]))
@@ -192,8 +217,9 @@ class Classifier:
         return Image.fromarray((mixed * 255).round().astype(np.uint8))
 
 
-def load(folder: Path) -> Classifier:
-    """The registry's loader: a timm Hub folder (config.json + model.safetensors) -> Classifier."""
+def load(folder: Path, runtime: str | None = None) -> Classifier:
+    """The registry's loader: a timm Hub folder (config.json + model.safetensors) -> Classifier.
+    runtime: "torch" or "onnx"; default: shared.runtime's choice for this machine."""
     folder = Path(folder)
     for name in ("config.json", "model.safetensors"):
         if not (folder / name).is_file():
@@ -219,4 +245,10 @@ def load(folder: Path) -> Classifier:
     if len(labels) != model.num_classes:
         raise ModelError(f"{folder}: {len(labels)} label names for {model.num_classes} classes.")
     examples = sorted(p for p in (folder / "examples").glob("*") if p.suffix.lower() in IMAGE_EXTS)
-    return Classifier(model, labels, examples)
+    choice = runtimes.choose(folder, devices.device().type, name=NAME, engine=ENGINE, want=runtime)
+    graph = Graph(folder / EXPORT) if choice.runtime == "onnx" else None
+    clf = Classifier(model, labels, examples, graph)
+    clf.notice = choice.notice
+    if graph:  # the first request should not pay for the engine's first-run set-up
+        clf.probabilities(torch.zeros(1, 3, *clf.size))
+    return clf

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,9 @@ from models.image_classifier.data import (
 )
 from models.image_classifier.evaluate import evaluate_predictions, plot_history, predict_items
 from models.image_classifier.export import base_model, export, write_card, write_examples
+from models.image_classifier.onnx_export import describe, export_checked
 from shared import device as devices
+from shared import runtime
 from shared.errors import ModelError, UserError
 
 
@@ -345,9 +348,8 @@ def finish(cfg: TrainConfig, s: Setup, model: nn.Module, history: list[dict]) ->
     valid_paths = [s.items.paths[i] for i in s.valid_idx]
     lookup = {c: i for i, c in enumerate(s.classes)}
     targets = [lookup[s.items.labels[i]] for i in s.valid_idx]
-    probs = predict_items(
-        model, create_transform(**s.data_config), valid_paths, bs=cfg.bs, workers=cfg.workers
-    )
+    transform = create_transform(**s.data_config)
+    probs = predict_items(model, transform, valid_paths, bs=cfg.bs, workers=cfg.workers)
     report = evaluate_predictions(probs, targets, s.classes, valid_paths, out)
     plot_history(history, out / "training.png")
     export(model, out, s.classes, s.data_config)
@@ -372,6 +374,11 @@ def finish(cfg: TrainConfig, s: Setup, model: nn.Module, history: list[dict]) ->
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if cfg.onnx:  # the CPU fast path, shipped only if it passes its accuracy guard
+        size = s.data_config["input_size"][1:]
+        ship = partial(export_checked, model, out, size, transform, valid_paths, probs)
+        if guard := runtime.exporting(out, ship, what=cfg.arch):
+            tqdm.write(describe(guard))
     write_card(cfg, s.classes, metrics, base_model(cfg, s.model))
     keys = ("accuracy", "error_rate", "valid_loss", "train_loss", "epochs", "n_train", "n_valid")
     return {k: metrics[k] for k in keys}

@@ -45,6 +45,11 @@ class TrainConfig:
     seed: int = option(42, help="seed of the sample, the split and the training")
     warmup: float = option(0.1, help="warm-up: a fraction of all steps (below 1) or steps")
     weight_decay: float = option(0.01, help="AdamW weight decay")
+    onnx: bool = option(
+        True,
+        help="export model.onnx, the CPU fast path (int8 if it passes the accuracy guard, "
+        "else fp32), if it agrees with PyTorch",
+    )
     push_to_hub: str | None = option(
         None, help="push the trained model to this Hub repo", metavar="REPO"
     )

@@ -5,6 +5,8 @@ cross-encoder.
 `Predictor`: `text` builds the model input the way training did (one line, capped length, the
 CPC code or its title), `score_texts` scores many inputs in batches of similar length,
 `score` and `rank` serve the Space's first two tabs, `score_csv` its third (csv_scoring.py).
+On a CPU the exported graph (model.onnx, runtime.py) scores when the folder has one; PyTorch
+otherwise, and always on a GPU (shared/runtime.py decides).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from models.patent_similarity.data import (
     meaning,
     read_cpc,
 )
+from models.patent_similarity.runtime import ENGINE, EXPORT, Graph
 from shared import device as devices
+from shared import runtime as runtimes
 from shared.errors import ModelError, UserError
 
 MAX_TARGETS = 1000  # per ranking; more belongs in a CSV
@@ -62,8 +66,12 @@ def _parse_code(context: object) -> str:
 class Predictor:
     """Scores (anchor, target, context) triples with a fine-tuned cross-encoder."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer, titles: dict[str, str]) -> None:
+    def __init__(self, model: PreTrainedModel | Graph, tokenizer, titles: dict[str, str]) -> None:
+        """model: the PyTorch model, or the exported graph (the CPU fast path)."""
         self.model = model
+        self.graph = model if isinstance(model, Graph) else None
+        self.runtime = f"{ENGINE} (ONNX)" if self.graph else "PyTorch"
+        self.notice: str | None = None  # why the fast path is not used, when it was wanted
         self.tokenizer = tokenizer
         self.titles = titles
         cfg = model.config
@@ -71,7 +79,7 @@ class Predictor:
         self.use_titles = bool(getattr(cfg, "use_cpc_titles", False))
         self.max_chars = int(getattr(cfg, "max_chars", MAX_CHARS))
         self.contexts = set(getattr(cfg, "cpc_contexts", None) or [])
-        self.device = next(model.parameters()).device
+        self.device = torch.device("cpu") if self.graph else next(model.parameters()).device
         self.batch_size = 256 if self.device.type == "cuda" else 64
         self.max_length = min(tokenizer.model_max_length, 512)  # a safety net: phrases are capped
 
@@ -129,7 +137,6 @@ class Predictor:
 
     # -- scoring ---------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def score_texts(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Scores in [0, 1] for model input texts: batches of similar length, padded per batch."""
         if not len(texts):
@@ -142,16 +149,24 @@ class Predictor:
         for start in range(0, len(order), bs):
             rows = order[start : start + bs]
             width = max(len(ids[i]) for i in rows)
-            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            input_ids = np.full((len(rows), width), pad, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
             for r, i in enumerate(rows):
-                input_ids[r, : len(ids[i])] = torch.tensor(ids[i])
+                input_ids[r, : len(ids[i])] = ids[i]
                 mask[r, : len(ids[i])] = 1
-            logits = self.model(
-                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
-            ).logits
-            out[rows] = logits[:, 0].float().cpu().numpy()
+            out[rows] = self._logits(input_ids, mask)
         return np.clip(out, 0.0, 1.0)
+
+    def _logits(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The model's score logit of each row of a padded batch."""
+        if self.graph:
+            return self.graph(input_ids, mask)
+        with torch.inference_mode():
+            logits = self.model(
+                input_ids=torch.from_numpy(input_ids).to(self.device),
+                attention_mask=torch.from_numpy(mask).to(self.device),
+            ).logits
+        return logits[:, 0].float().cpu().numpy()
 
     def score(self, anchor: str, target: str, context: str) -> Scored:
         """Score one pair."""
@@ -192,8 +207,9 @@ class Predictor:
         return score_csv(self, src, dst, progress=progress, chunk_rows=chunk_rows)
 
 
-def load(folder: Path) -> Predictor:
-    """The registry's loader: a model folder (transformers layout) → a ready Predictor."""
+def load(folder: Path, runtime: str | None = None) -> Predictor:
+    """The registry's loader: a model folder (transformers layout) → a ready Predictor.
+    runtime: "torch" or "onnx"; default: shared.runtime's choice for this machine."""
     folder = Path(folder)
     fix = (
         f"train one with `python -m shared.cli train {NAME} --data train.csv --cpc "
@@ -216,6 +232,13 @@ def load(folder: Path) -> Predictor:
     if getattr(config, "use_cpc_titles", False) and not titles:
         raise ModelError(f"The model in {folder} reads CPC titles but has no {TITLES}: {fix}.")
     dev = devices.device()
-    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=devices.dtype(dev))
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    return Predictor(model.to(dev).eval(), tokenizer, titles)
+    choice = runtimes.choose(folder, dev.type, name=NAME, engine=ENGINE, want=runtime)
+    if choice.runtime == "onnx":  # the PyTorch weights are not even read
+        predictor = Predictor(Graph(folder / EXPORT, config), tokenizer, titles)
+        predictor.score_texts(["warm up", "the engine"] * 4)  # its first run's set-up, now
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=devices.dtype(dev))
+        predictor = Predictor(model.to(dev).eval(), tokenizer, titles)
+    predictor.notice = choice.notice
+    return predictor

@@ -12,6 +12,7 @@ import json
 import math
 import tempfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from models.patent_similarity import NAME
 from models.patent_similarity.config import TrainConfig
 from models.patent_similarity.data import (
     GRID,
@@ -41,8 +43,10 @@ from models.patent_similarity.data import (
     read_pairs,
     split_by_anchor,
 )
+from models.patent_similarity.onnx_export import describe, export_checked
 from models.patent_similarity.sources import terms
 from shared import device as devices
+from shared import runtime
 
 
 def _base_model(base: str, config: AutoConfig) -> PreTrainedModel:
@@ -168,6 +172,11 @@ def train(cfg: TrainConfig) -> tuple[dict, list[dict]]:
     tokenizer.save_pretrained(out)
     (out / TITLES).write_text(json.dumps(titles, indent=1, ensure_ascii=False))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if cfg.onnx:  # the CPU fast path, shipped only if it passes its accuracy guard
+        ship = partial(export_checked, trainer.model, tokenizer, out, texts(va), va.score)
+        if guard := runtime.exporting(out, ship, what=NAME):
+            metrics["guards"] = {"onnx": guard}
+            print(describe(guard))
     _plot(log, va.score.to_numpy(), preds, base_r, out / "training.png")
     _card(out, metrics, cfg)
     return metrics, log
