@@ -49,15 +49,15 @@ CONTEXT = Limit(
 TARGETS = Limit(1000, "target phrases per ranking", "more belongs in a CSV, which streams")
 TITLE = Limit(300, "characters per movie title", "the longest MovieLens title has 81")
 RATINGS = Limit(200, "ratings per visitor", "a few ratings are enough to fold a visitor in")
+PROMPT = Limit(
+    2000, "characters per prompt", "the text encoder reads 77 tokens (~300 characters) anyway"
+)
 
 # Files --------------------------------------------------------------------------------------
 CSV_ROWS = Limit(200_000, "rows per CSV", "about 10 minutes of scoring on 2 vCPUs")
 BATCH_IMAGES = Limit(16, "images per batch", "one forward pass; more would delay everyone else")
 
 # Text to image ------------------------------------------------------------------------------
-PROMPT = Limit(
-    2000, "characters per prompt", "the text encoder reads 77 tokens (~300 characters) anyway"
-)
 SCALES_TEXT = Limit(100, "characters of guidance scales", "six, as “1, 3, 5, 7.5, 10, 14”, need 25")
 CPU_PIXEL_STEPS = Limit(
     512 * 512 * 12 * 4,

@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
@@ -288,20 +289,6 @@ def test_stream_yields_previews_then_the_result_and_closing_it_stops_the_run(mod
         list(stream.stream(model, "generate", replace(SMALL, seed=-1)))
 
 
-def test_follow_registers_the_stop_switch_and_remembers_the_speed(model, monkeypatch):
-    monkeypatch.setattr(cfg, "_speed", [])
-    seen = []
-
-    def run():
-        seen.append(stream.switch("s2") is stream._stops["s2"])
-        yield from stream.stream(model, "generate", SMALL, stop=stream.switch("s2"))
-
-    kinds = [kind for kind, _ in stream.follow("s2", run())]
-    assert kinds[-1] == "done" and seen == [True]
-    assert "s2" not in stream._stops and not stream.stop("s2")
-    assert cfg._speed and "About" in cfg.estimate(12, 512, 512, 1, 7.5)
-
-
 def test_safety_checker_flags_are_replaced_by_a_notice(tiny):
     m = t2i.load(tiny)
     with torch.no_grad():  # every cosine now scores above its threshold
@@ -323,8 +310,10 @@ def test_png_metadata_round_trips_and_remakes_the_image(model, tmp_path):
     image = model.generate(settings).images[0]
     path = png.save_png(image, tmp_path / "made.png")
     restored = png.read_settings(path)
-    assert restored["model"] == model.repo and restored["revision"] == model.revision
-    again = {k: v for k, v in restored.items() if k not in ("model", "revision")}
+    # served from a local folder: the PNG names no model (never a local path)
+    assert model.repo is None and "model" not in restored
+    assert str(tmp_path.parent) not in str(Image.open(path).text)
+    again = dict(restored)
     assert again == {k: v for k, v in vars(settings).items() if k != "images"}
     remade = model.generate(cfg.Settings(**again)).images[0]
     assert np.array_equal(pixels(remade), pixels(Image.open(path)))
@@ -343,8 +332,20 @@ def test_png_without_settings_and_other_files_are_refused(tmp_path):
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(UserError, match="no generation settings"):
         png.read_settings(tmp_path / "bare.png")
-    with pytest.raises(UserError, match="not an image"):
+    with pytest.raises(UserError, match="could not be read as an image"):
         png.read_settings(tmp_path / "notes.png")
+    # settings that are not valid here are skipped and named; a damaged prompt is refused
+    info = PngImagePlugin.PngInfo()
+    meta = {"prompt": "a cat", "steps": "lots", "seed": -4, "width": 64, "scheduler": "Heun"}
+    info.add_text("generation", json.dumps(meta))
+    Image.new("RGB", (8, 8)).save(tmp_path / "odd.png", pnginfo=info)
+    restored = png.read_settings(tmp_path / "odd.png")
+    assert restored == {"prompt": "a cat", "width": 64, "skipped": ["steps", "seed", "scheduler"]}
+    info = PngImagePlugin.PngInfo()
+    info.add_text("generation", json.dumps({"prompt": "x" * 5000}))
+    Image.new("RGB", (8, 8)).save(tmp_path / "long.png", pnginfo=info)
+    with pytest.raises(UserError, match="the limit is 2,000 characters per prompt"):
+        png.read_settings(tmp_path / "long.png")
 
 
 # --- bad input --------------------------------------------------------------------------------
@@ -361,28 +362,32 @@ def test_bad_input_gets_a_clear_message_or_a_clamped_value_with_a_notice(model):
     long = " ".join(f"word{i}" for i in range(30))  # character tokens: far beyond 77
     assert "was cut: “ord14 word15" in notes(prompt=long) and "word29”" in notes(prompt=long)
     assert checked(guidance=-3).guidance == 0 and "outside 0–20" in notes(guidance=-3)
-    assert checked(guidance=1e9).guidance == 20 and checked(guidance=float("inf")).guidance == 20
+    assert checked(guidance=1e9).guidance == 20
     assert checked(steps=0).steps == 1 and checked(steps=10_000).steps == cfg.MAX_STEPS
     assert checked(width=101).width == 104 and "multiple of 8" in notes(width=101)
     assert checked(height=4096).height == 768 and "too large for this device" in notes(height=4096)
     assert checked(images=50).images == cfg.MAX_IMAGES
     assert "negative prompt is ignored" in notes(guidance=1, negative_prompt="blur")
     for change, message in [
-        ({"guidance": float("nan")}, "Guidance scale must be a number"),
-        ({"guidance_rescale": float("nan")}, "Guidance rescale must be a number"),
-        ({"steps": float("nan")}, "Steps must be a number"),
-        ({"width": "wide"}, "Width must be a number"),
+        ({"guidance": float("nan")}, "guidance scale must be a finite number"),
+        ({"guidance": float("inf")}, "guidance scale must be a finite number"),
+        ({"guidance_rescale": float("nan")}, "guidance rescale must be a finite number"),
+        ({"steps": float("nan")}, "number of steps must be a finite number"),
+        ({"width": "wide"}, "width must be a number, not “wide”"),
+        ({"prompt": "a\ud800"}, "prompt contains a character that is not valid text"),
+        ({"prompt": "a" * 2001}, "the limit is 2,000 characters per prompt"),
+        ({"width": 768, "height": 768, "steps": 100, "images": 4}, "Too much for a CPU"),
         ({"seed": -1}, "Seed must be a whole number from 0 to 4294967295"),
         ({"seed": 2**32}, "Seed must be a whole number"),
         ({"seed": 1.5}, "Seed must be a whole number"),
-        ({"scheduler": "Heun"}, "Unknown scheduler 'Heun'; choose one of DPM\\+\\+ 2M Karras"),
+        ({"scheduler": "Heun"}, "Unknown scheduler “Heun”; choose one of DPM\\+\\+ 2M Karras"),
     ]:
         with pytest.raises(UserError, match=message):
             model.check(replace(SMALL, **change))
     for scales, message in [
         ("1, lots", "numbers separated by commas"),
         ("", "between 1 and 6"),
-        ([1, float("nan")], "must be a number"),
+        ([1, float("nan")], "must be a finite number"),
     ]:
         with pytest.raises(UserError, match=message):
             model.guidance_grid(SMALL, scales)
@@ -479,32 +484,35 @@ def test_previews_stream_to_the_client_and_stop_cancels(space, sd, launch, monke
         counter.remove()
 
 
-def test_stop_button_and_restore_handlers(space, sd, tmp_path):
-    class Request:
-        session_hash = "s1"
-
-    assert space.stop(Request()) == "Nothing is running."
-    stop = stream._stops["s1"] = threading.Event()
-    assert space.stop(Request()) == "⏹ Stopped." and stop.is_set()
-    del stream._stops["s1"]
+def test_stop_line_and_restore_handlers(space, sd, tmp_path):
+    assert space.stopped("Step 4 of 30 · 1.2 s so far") == "⏹ Stopped after step 4 of 30."
+    assert space.stopped("⏳ Loading the model (first use)…") == "⏹ Stopped."
+    assert space.stopped("Image in 2.0 s") == gr.skip()  # nothing was running: left as it was
 
     image = sd.generate(replace(SMALL, guidance=3)).images[0]
     values = space.restore(str(png.save_png(image, tmp_path / "x.png")))
     assert values[:9] == ("a cat in a hat", "", 3.0, 0.0, 3, "DPM++ 2M Karras", 64, 64, 42)
     assert values[9] is False and "restored" in values[-1]
+    # a PNG not made here: the reason in the status line; no control touched, no overlay
     Image.new("RGB", (8, 8)).save(tmp_path / "bare.png")
-    import gradio as gr
+    page = space.ui.reported(space.restore, clear=(*[False] * 11, True))
+    *controls, note, status = page(str(tmp_path / "bare.png"))
+    assert all(c == gr.skip() for c in controls) and note is None
+    assert "no generation settings" in status
 
-    with pytest.raises(gr.Error, match="no generation settings"):
-        space.restore(str(tmp_path / "bare.png"))
 
-
-def test_time_estimate_uses_the_last_run(space, sd, monkeypatch):
+def test_time_estimate_uses_the_last_run_and_shows_the_cpu_budget(space, sd, monkeypatch):
     monkeypatch.setattr(cfg, "_speed", [])  # as in a fresh process
     assert "first run" in space.estimate(12, 512, 512, 1, 7.5)
     cfg.remember(1e-6)
     assert "About 6 s" in space.estimate(12, 512, 512, 1, 7.5)  # 2 passes x 12 x 512²
     assert "About 3 s" in space.estimate(12, 512, 512, 1, 1)  # guidance off: half
+    assert "25% of a CPU run's budget" in space.estimate(12, 512, 512, 1, 7.5)
+    assert "100% of a CPU run's budget" in space.grid_estimate(12, 512, 512, "1, 3, 7.5, 14")
+    over = space.estimate(100, 768, 768, 4, 7.5)  # the request that held the slot 4.6 minutes
+    assert over.startswith("⚠️ Too much for a CPU") and "at most 5 steps at this size" in over
+    assert "must be a number" in space.estimate("x", 512, 512, 1, 7.5)
+    assert "numbers separated by commas" in space.grid_estimate(12, 512, 512, "1, lots")
 
 
 @pytest.mark.browser

@@ -92,7 +92,8 @@ def stream(
         except BaseException as e:  # handed to the reader, which raises it
             events.put(("error", e))
 
-    threading.Thread(target=work, daemon=True, name=f"text-to-image-{kind}").start()
+    thread = threading.Thread(target=work, daemon=True, name=f"text-to-image-{kind}")
+    thread.start()
     try:
         while True:
             event = events.get()
@@ -103,6 +104,7 @@ def stream(
                 return
     finally:
         closed.set()  # no-op after a finished run; otherwise ends it within a step
+        thread.join()  # and only then is the stream closed: the caller's slot frees after it
 
 
 class _Either:
