@@ -484,6 +484,52 @@ def test_previews_stream_to_the_client_and_stop_cancels(space, sd, launch, monke
         counter.remove()
 
 
+def test_cancelled_runs_stop_within_a_second_and_hold_the_slot_until_then(
+    space, sd, launch, monkeypatch
+):
+    """Three large jobs, each submitted then cancelled through gradio_client: never two at once
+    (a cancelled run holds the only slot until it stopped), idle within a second."""
+    from gradio_client import Client
+
+    runs = {"active": 0, "most": 0, "calls": 0}
+    generate = sd.generate
+
+    def counted(*args, **kwargs):
+        runs["active"] += 1
+        runs["calls"] += 1
+        runs["most"] = max(runs["most"], runs["active"])
+        try:
+            return generate(*args, **kwargs)
+        finally:
+            runs["active"] -= 1
+
+    monkeypatch.setattr(sd, "generate", counted)
+    counter = UNetCalls(sd.pipe.unet)
+    slow = sd.pipe.unet.register_forward_pre_hook(lambda m, a: time.sleep(0.05))
+    last = []
+    stamp = sd.pipe.unet.register_forward_hook(lambda m, a, o: last.append(time.monotonic()))
+    try:
+        client = Client(launch(space.demo), verbose=False)
+        jobs = []
+        for i in range(3):  # each 100 steps x 4 images: 100 x 0.05 s of UNet at least, uncut
+            args = ("a cat", "", 7.5, 0, 100, "DDIM", 64, 64, 4, i, False)
+            jobs.append(client.submit(*args, api_name="/generate"))
+            time.sleep(1.0)
+            jobs[-1].cancel()
+        cancelled = time.monotonic()
+        time.sleep(2)
+        ran = len(counter.batches)
+    finally:
+        for hook in (slow, stamp):
+            hook.remove()
+        counter.remove()
+    # each ran, one at a time (counted outside the model's own lock)
+    assert runs == {"active": 0, "most": 1, "calls": 3}
+    assert 0 < ran < 100  # 300 steps had they not stopped
+    assert last[-1] < cancelled + 1.0  # idle within a second of the last cancel
+    assert client.predict("a cat", "", 1, 0, 2, "DDIM", 64, 64, 1, 3, False, api_name="/generate")
+
+
 def test_stop_line_and_restore_handlers(space, sd, tmp_path):
     assert space.stopped("Step 4 of 30 · 1.2 s so far") == "⏹ Stopped after step 4 of 30."
     assert space.stopped("⏳ Loading the model (first use)…") == "⏹ Stopped."
