@@ -561,24 +561,101 @@ def test_time_estimate_uses_the_last_run_and_shows_the_cpu_budget(space, sd, mon
     assert "numbers separated by commas" in space.grid_estimate(12, 512, 512, "1, lots")
 
 
-@pytest.mark.browser
-def test_browser_generates_an_image_in_the_suite(page, suite_url, use_model, tiny_repo):
+def open_tab(page, suite_url: str) -> None:
     from shared import suite
 
-    use_model(NAME, tiny_repo)
     page.goto(suite_url)
     page.get_by_role("tab", name=suite.label("text_to_image")).click()
+    page.locator("#sd-prompt textarea").wait_for()
+
+
+def set_number(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+@pytest.mark.browser
+def test_browser_generates_then_compares_in_the_suite(
+    page, suite_url, use_model, tiny_repo, shot, monkeypatch
+):
+    use_model(NAME, tiny_repo)
+    monkeypatch.setattr(stream, "PREVIEW_SECONDS", 0)  # the suite runs in this process
+    open_tab(page, suite_url)
+    page.locator("#sd-about").get_by_text(tiny_repo).wait_for()  # the served model's own card
     page.locator("#sd-prompt textarea").fill("a red cube")
-    for side in ("#sd-width", "#sd-height"):
-        box = page.locator(f"{side} input[type=number]")
-        box.fill("64")
-        box.press("Enter")
-    page.locator("#sd-steps input[type=number]").fill("3")
-    page.locator("#sd-steps input[type=number]").press("Enter")
+    for elem_id, value in (("sd-width", 64), ("sd-height", 64), ("sd-steps", 3)):
+        set_number(page, elem_id, value)
     page.locator("#sd-generate").click()
     page.locator("#sd-gallery img").first.wait_for()
-    page.locator("#sd-status").get_by_text("3 steps").wait_for()
-    page.locator("#sd-status").get_by_text("64×64").wait_for()
+    info = page.locator("#sd-info")
+    info.get_by_text("3 steps").wait_for()
+    info.get_by_text("64×64").wait_for()
+    assert "Loading the model" not in info.inner_text()
+    shot(page, "generated")
+    # the grid at 512²: its live preview shows every scale, uncut, with no label over them
+    for elem_id, value in (("sd-width", 512), ("sd-height", 512), ("sd-steps", 12)):
+        set_number(page, elem_id, value)  # 4 scales at 512² x 12 steps: all a CPU run may take
+    page.get_by_role("tab", name="Guidance grid").click()
+    slow = registry.load(NAME).pipe.unet.register_forward_pre_hook(lambda m, a: time.sleep(0.5))
+    try:
+        page.locator("#sd-compare").click()
+        page.locator("#sd-grid-info").get_by_text("Step 2 of").wait_for()
+        shot(page, "grid-live-preview")
+        live = page.locator("#sd-grid-preview img").bounding_box()
+        assert live["width"] <= page.locator("#sd-grid-preview").bounding_box()["width"] + 1
+        assert live["width"] > 3 * live["height"]  # all four tiles, not two of them cropped
+    finally:
+        slow.remove()
+    page.locator("#sd-grid img").wait_for()
+    page.locator("#sd-grid-info").get_by_text("Grid (1, 3, 7.5, 14)").wait_for()
+    grid = page.locator("#sd-grid img").bounding_box()
+    column = page.locator("#sd-grid").bounding_box()
+    assert grid["width"] <= column["width"] + 1 and grid["width"] > 3 * grid["height"]
+    shot(page, "grid-done")
+
+
+@pytest.mark.browser
+def test_browser_error_states_stay_beside_their_controls(
+    page, suite_url, use_model, tiny_repo, shot, tmp_path
+):
+    use_model(NAME, tiny_repo)
+    open_tab(page, suite_url)
+    # a CPU run over its budget: refused in the status line under Generate, nothing covered
+    for elem_id, value in (("sd-width", 768), ("sd-height", 768), ("sd-steps", 100)):
+        set_number(page, elem_id, value)
+    page.locator("#sd-eta").get_by_text("Too much for a CPU").wait_for()  # before it runs
+    page.locator("#sd-generate").click()
+    status = page.locator("#sd-status")
+    status.get_by_text("Too much for a CPU").wait_for()
+    # a PNG not made here, dropped on "Restore settings": the reason beside it, no overlay
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
+    page.locator("#sd-restore input[type=file]").set_input_files(str(tmp_path / "photo.png"))
+    restore = page.locator("#sd-restore-status")
+    restore.get_by_text("no generation settings").wait_for()
+    page.wait_for_timeout(10_000)
+    assert status.is_visible() and "Too much for a CPU" in status.inner_text()
+    assert restore.is_visible() and "no generation settings" in restore.inner_text()
+    shot(page, "errors-after-10s")
+    prompt = page.locator("#sd-prompt textarea")
+    prompt.click()  # not covered: a click reaches it
+    prompt.fill("still typing")
+    assert prompt.input_value() == "still typing"
+    set_number(page, "sd-steps", 4)  # a smaller run clears the error
+    page.locator("#sd-eta").get_by_text("of a CPU run's budget").wait_for()
+
+
+@pytest.mark.browser
+def test_browser_phone_layout(phone, suite_url, use_model, tiny_repo, shot):
+    from tests.conftest import above_the_fold, no_horizontal_scroll
+
+    use_model(NAME, tiny_repo)
+    open_tab(phone, suite_url)
+    phone.evaluate("() => window.scrollTo(0, 0)")
+    shot(phone, "phone")
+    assert above_the_fold(phone.locator("#sd-prompt textarea"))
+    assert above_the_fold(phone.locator("#sd-generate"))
+    assert no_horizontal_scroll(phone)
 
 
 def test_gpu_speed_ups_keep_the_images(tiny):

@@ -169,8 +169,8 @@ def check_budget(width: int, height: int, steps: int, images: int) -> None:
     smaller = f"at most {fits} steps at this size, or " if fits else ""
     raise UserError(
         f"Too much for a CPU: {width}×{height} × {steps} steps × {images} image"
-        f"{'s' if images > 1 else ''} is {work / 1e6:.1f} million pixel-steps, over the "
-        f"{budget.value / 1e6:.1f} million a CPU run may take ({budget.reason}). "
+        f"{'s' if images > 1 else ''} is {work / 1e6:.1f} million pixel-steps; the limit is "
+        f"{budget.value / 1e6:.1f} million (one run at a time here, and a CPU takes minutes). "
         f"Try {smaller}a smaller size or fewer images."
     )
 

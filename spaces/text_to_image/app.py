@@ -195,7 +195,16 @@ generate = ui.errors(ui.stoppable(_generate))
 guidance_grid = ui.errors(ui.stoppable(_guidance_grid))
 RESULTS = (True, True, True, False)  # preview, result, info: stale after a failure; seed: input
 page_generate = ui.reported(ui.stoppable(_generate), clear=RESULTS)
-page_grid = ui.reported(ui.stoppable(_guidance_grid), clear=RESULTS)
+
+
+def _page_grid(*args):
+    """The grid on the page: also in its download button (the image has no corner buttons,
+    which would cover the last scale's caption)."""
+    for preview, grid, info, seed in _guidance_grid(*args):
+        yield preview, grid, grid, info, seed
+
+
+page_grid = ui.reported(ui.stoppable(_page_grid), clear=(True, True, True, True, False))
 
 
 def stopped(info: str | None):
@@ -264,8 +273,10 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
                 max_length=limits.PROMPT.value,
             )
             with gr.Row():
-                run = gr.Button("Generate", variant="primary", elem_id="sd-generate", scale=2)
-                halt = gr.Button("Stop", variant="stop", elem_id="sd-stop", scale=1)
+                run = gr.Button(
+                    "Generate", variant="primary", elem_id="sd-generate", scale=2, min_width=120
+                )
+                halt = gr.Button("Stop", variant="stop", elem_id="sd-stop", scale=1, min_width=80)
             status = ui.status(elem_id="sd-status")
             negative = gr.Textbox(
                 label="Negative prompt (what to steer away from)",
@@ -303,7 +314,7 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
             restore_file = gr.File(
                 label="Restore settings: drop a PNG made here",
                 file_types=[".png"],
-                height=100,
+                height=120,
                 elem_id="sd-restore",
             )
             restored = gr.Markdown()
@@ -341,7 +352,12 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
                 grid_info = gr.Markdown(elem_id="sd-grid-info")
                 # no component labels: they would cover the first scale's caption
                 grid_preview = gr.Image(
-                    show_label=False, interactive=False, format="jpeg", visible=False
+                    show_label=False,
+                    interactive=False,
+                    format="jpeg",
+                    visible=False,
+                    elem_id="sd-grid-preview",
+                    buttons=[],
                 )
                 grid = gr.Image(
                     show_label=False,
@@ -349,7 +365,9 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
                     interactive=False,
                     format="png",
                     elem_id="sd-grid",
+                    buttons=[],
                 )
+                grid_file = gr.DownloadButton("Download the grid (PNG with its settings)")
     with gr.Accordion("How it works", open=False):
         gr.Markdown(DESCRIPTION)
     about = gr.Markdown(elem_id="sd-about")
@@ -370,11 +388,12 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
     run.click(
         lambda: gr.Tabs(selected="generate"), None, tabs, queue=False, api_visibility="private"
     )
-    generating = run.click(page_generate, inputs, [*outputs, status], **page)
+    # on a phone the results are below the settings: scroll to them
+    generating = run.click(page_generate, inputs, [*outputs, status], scroll_to_output=True, **page)
     comparing = run_grid.click(
         page_grid,
         grid_inputs,
-        [*grid_outputs, grid_status],
+        [grid_preview, grid, grid_file, grid_info, seed, grid_status],
         **{**page, "show_progress_on": [grid_info]},
     )
     costs = [steps, width, height, images, guidance]
