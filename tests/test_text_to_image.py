@@ -646,6 +646,37 @@ def test_browser_error_states_stay_beside_their_controls(
 
 
 @pytest.mark.browser
+def test_browser_a_second_visitor_sees_their_place_in_the_queue(
+    browser, suite_url, use_model, tiny_repo, shot
+):
+    use_model(NAME, tiny_repo)
+    slow = registry.load(NAME).pipe.unet.register_forward_pre_hook(lambda m, a: time.sleep(0.3))
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 900}) for _ in range(2)]
+    try:
+        first, second = (c.new_page() for c in contexts)
+        for page in (first, second):
+            page.set_default_timeout(90_000)
+            open_tab(page, suite_url)
+            for elem_id, value in (("sd-width", 64), ("sd-height", 64), ("sd-steps", 30)):
+                set_number(page, elem_id, value)
+        first.locator("#sd-generate").click()
+        first.locator("#sd-info").get_by_text("Step ").wait_for()
+        second.locator("#sd-generate").click()
+        second.locator("#sd-info").get_by_text("queue: 1/1").wait_for()  # its place is shown
+        second.locator("#sd-info").screenshot(
+            path=str(shot(second, "waiting").with_name("place.png"))
+        )
+        first.locator("#sd-stop").click()
+        first.locator("#sd-info").get_by_text("⏹ Stopped after step").wait_for()
+        second.locator("#sd-info").get_by_text("Step ").wait_for()  # its turn came
+        second.locator("#sd-stop").click()
+    finally:
+        slow.remove()
+        for c in contexts:
+            c.close()
+
+
+@pytest.mark.browser
 def test_browser_phone_layout(phone, suite_url, use_model, tiny_repo, shot):
     from tests.conftest import above_the_fold, no_horizontal_scroll
 

@@ -321,7 +321,7 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
             restore_status = ui.status(elem_id="sd-restore-status")
         with gr.Column(scale=3), gr.Tabs() as tabs:
             with gr.Tab("Generate", id="generate"):
-                info = gr.Markdown(elem_id="sd-info")
+                info = gr.Markdown(elem_id="sd-info", min_height=48)  # room for the queue place
                 preview = gr.Image(
                     label="Live preview (cheap decoding)",
                     interactive=False,
@@ -349,7 +349,7 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
                     halt_grid = gr.Button("Stop", variant="stop", elem_id="sd-stop-grid")
                 grid_status = ui.status(elem_id="sd-grid-status")
                 grid_eta = gr.Markdown(grid_estimate(DEFAULT_STEPS, 512, 512, GRID_SCALES))
-                grid_info = gr.Markdown(elem_id="sd-grid-info")
+                grid_info = gr.Markdown(elem_id="sd-grid-info", min_height=48)
                 # no component labels: they would cover the first scale's caption
                 grid_preview = gr.Image(
                     show_label=False,
