@@ -119,6 +119,7 @@ class _Either:
 
 def gpu_seconds(kind: str, settings: dict, scales: str, *args: Any) -> int:
     """ZeroGPU time to reserve for a run: generous for the steps and the batch. (ZeroGPU calls
-    it with the GPU function's arguments: kind, settings, scales, then any others.)"""
-    batch = settings["images"] if kind == "generate" else len(str(scales).split(","))
-    return int(min(300, 20 + 0.15 * settings["steps"] * batch))
+    it with the GPU function's arguments: kind, settings, scales, then any others; the settings
+    were checked, but numbers may still arrive as text such as "2".)"""
+    batch = float(settings["images"]) if kind == "generate" else len(str(scales).split(","))
+    return int(min(300, 20 + 0.15 * min(float(settings["steps"]), 100) * min(batch, 6)))

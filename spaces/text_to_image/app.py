@@ -371,7 +371,12 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
     with gr.Accordion("How it works", open=False):
         gr.Markdown(DESCRIPTION)
     about = gr.Markdown(elem_id="sd-about")
-    gr.Examples(EXAMPLES, [prompt, negative], label="Example prompts", examples_per_page=5)
+    gr.Examples(
+        EXAMPLES,
+        [prompt, negative],
+        label="Example prompts",
+        example_labels=[e[0] for e in EXAMPLES],  # buttons, not a table: readable on a phone
+    )
 
     common = [rescale, steps, scheduler, width, height]
     inputs = [prompt, negative, guidance, *common, images, seed, randomize]
