@@ -682,6 +682,8 @@ def test_browser_phone_layout(phone, suite_url, use_model, tiny_repo, shot):
 
     use_model(NAME, tiny_repo)
     open_tab(phone, suite_url)
+    phone.locator("#sd-about").get_by_text(tiny_repo).wait_for()
+    phone.get_by_text("a bowl of ramen").wait_for()  # the examples, as buttons
     phone.evaluate("() => window.scrollTo(0, 0)")
     shot(phone, "phone")
     assert above_the_fold(phone.locator("#sd-prompt textarea"))
