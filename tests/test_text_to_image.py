@@ -530,6 +530,22 @@ def test_cancelled_runs_stop_within_a_second_and_hold_the_slot_until_then(
     assert client.predict("a cat", "", 1, 0, 2, "DDIM", 64, 64, 1, 3, False, api_name="/generate")
 
 
+def test_loading_shows_only_when_the_model_loads_and_bad_input_loads_nothing(space, sd):
+    args = ("a cat", "", 7.5, 0, 2, "DDIM", 64, 64, 1, 5, False)
+
+    def infos(run) -> list[str]:
+        return [out[2] for out in run if isinstance(out[2], str)]
+
+    registry.unload(NAME)
+    with pytest.raises(UserError, match="Seed must be a whole number"):
+        next(space._generate(*args[:-2], -5, False))  # refused before anything loads
+    assert not registry.loaded(NAME)
+    first = infos(space._generate(*args))
+    assert first[0] == "⏳ Loading the model (first use)…" and first[-1].startswith("Image in")
+    again = infos(space._generate(*args))
+    assert not any("Loading" in line for line in again) and again[-1].startswith("Image in")
+
+
 def test_stop_line_and_restore_handlers(space, sd, tmp_path):
     assert space.stopped("Step 4 of 30 · 1.2 s so far") == "⏹ Stopped after step 4 of 30."
     assert space.stopped("⏳ Loading the model (first use)…") == "⏹ Stopped."
