@@ -46,7 +46,7 @@ ACCEPTED = {
     "prompt": ACCEPTED_TEXT,
     "negative": ACCEPTED_TEXT,
     "scheduler": set(),
-    "scales": {"empty"},  # the default scales
+    "scales": {"empty", "list"},  # the default scales; a list of numbers is scales too
     "seed": {"number"},
     "randomize": set(TEXTS) | set(NUMBERS) | set(WRONG_TYPES),  # anything: truthy or not
 }
