@@ -538,11 +538,11 @@ def test_loading_shows_only_when_the_model_loads_and_bad_input_loads_nothing(spa
 
     registry.unload(NAME)
     with pytest.raises(UserError, match="Seed must be a whole number"):
-        next(space._generate(*args[:-2], -5, False))  # refused before anything loads
+        next(space.generate(*args[:-2], -5, False))  # refused before anything loads
     assert not registry.loaded(NAME)
-    first = infos(space._generate(*args))
+    first = infos(space.generate(*args))
     assert first[0] == "⏳ Loading the model (first use)…" and first[-1].startswith("Image in")
-    again = infos(space._generate(*args))
+    again = infos(space.generate(*args))
     assert not any("Loading" in line for line in again) and again[-1].startswith("Image in")
 
 

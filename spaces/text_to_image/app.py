@@ -130,7 +130,7 @@ def _show(kind: str, settings: dict, scales: str, finish):
         events.close()
 
 
-def _generate(
+def generate(
     prompt, negative, guidance, rescale, steps, scheduler, width, height, images, seed, randomize
 ):
     """Paint a prompt with Stable Diffusion: the live preview, the PNG files (each carries its
@@ -160,7 +160,7 @@ def _images(result) -> tuple:
     return _save(result.images), _status(result, "Image" if n == 1 else f"{n} images")
 
 
-def _guidance_grid(
+def guidance_grid(
     prompt, negative, scales, rescale, steps, scheduler, width, height, seed, randomize
 ):
     """One prompt and seed at several guidance scales side by side, in one batched denoising
@@ -191,16 +191,17 @@ def _grid(result) -> tuple:
 
 
 # API endpoints raise (a client sees the message); page events show it in a status line.
-generate = ui.errors(ui.stoppable(_generate))
-guidance_grid = ui.errors(ui.stoppable(_guidance_grid))
+# (their names are the MCP tools' names)
+api_generate = ui.errors(ui.stoppable(generate))
+api_guidance_grid = ui.errors(ui.stoppable(guidance_grid))
 RESULTS = (True, True, True, False)  # preview, result, info: stale after a failure; seed: input
-page_generate = ui.reported(ui.stoppable(_generate), clear=RESULTS)
+page_generate = ui.reported(ui.stoppable(generate), clear=RESULTS)
 
 
 def _page_grid(*args):
     """The grid on the page: also in its download button (the image has no corner buttons,
     which would cover the last scale's caption)."""
-    for preview, grid, info, seed in _guidance_grid(*args):
+    for preview, grid, info, seed in guidance_grid(*args):
         yield preview, grid, grid, info, seed
 
 
@@ -370,7 +371,8 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
                 grid_file = gr.DownloadButton("Download the grid (PNG with its settings)")
     with gr.Accordion("How it works", open=False):
         gr.Markdown(DESCRIPTION)
-    about = gr.Markdown(elem_id="sd-about")
+    # where the model comes from (its pinned commit, in /config); its own card once loaded
+    about = gr.Markdown(ui.model_info(NAME), elem_id="sd-about")
     gr.Examples(
         EXAMPLES,
         [prompt, negative],
@@ -388,8 +390,8 @@ with gr.Blocks(title="Text to image: Stable Diffusion") as demo:
     busy = {"concurrency_limit": 1, "concurrency_id": "text-to-image-gpu", "preprocess": False}
     page = {**busy, "api_visibility": "private", "show_progress_on": [info]}
     # API only (no trigger on the page): a failure is raised to the client
-    gr.on([], generate, inputs, outputs, api_name="generate", **busy)
-    gr.on([], guidance_grid, grid_inputs, grid_outputs, api_name="guidance_grid", **busy)
+    gr.on([], api_generate, inputs, outputs, api_name="generate", **busy)
+    gr.on([], api_guidance_grid, grid_inputs, grid_outputs, api_name="guidance_grid", **busy)
     run.click(
         lambda: gr.Tabs(selected="generate"), None, tabs, queue=False, api_visibility="private"
     )
