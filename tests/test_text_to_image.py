@@ -598,7 +598,8 @@ def test_browser_generates_then_compares_in_the_suite(
     use_model(NAME, tiny_repo)
     monkeypatch.setattr(stream, "PREVIEW_SECONDS", 0)  # the suite runs in this process
     open_tab(page, suite_url)
-    page.locator("#sd-about").get_by_text(tiny_repo).wait_for()  # the served model's own card
+    # the served model's own card (demo.load fires in the suite too): a link to its commit
+    page.locator(f"#sd-about a[href*='{tiny_repo}/tree/']").wait_for()
     page.locator("#sd-prompt textarea").fill("a red cube")
     for elem_id, value in (("sd-width", 64), ("sd-height", 64), ("sd-steps", 3)):
         set_number(page, elem_id, value)
@@ -698,7 +699,7 @@ def test_browser_phone_layout(phone, suite_url, use_model, tiny_repo, shot):
 
     use_model(NAME, tiny_repo)
     open_tab(phone, suite_url)
-    phone.locator("#sd-about").get_by_text(tiny_repo).wait_for()
+    phone.locator(f"#sd-about a[href*='{tiny_repo}/tree/']").wait_for()
     phone.get_by_text("a bowl of ramen").wait_for()  # the examples, as buttons
     phone.evaluate("() => window.scrollTo(0, 0)")
     shot(phone, "phone")
