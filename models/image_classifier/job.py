@@ -231,11 +231,12 @@ class Switches:
             self._armed.add(key)
 
     @contextlib.contextmanager
-    def hold(self, key: str) -> Iterator[threading.Event]:
-        """The armed or a fresh switch for session `key` while the block runs (a new run
-        replaces it)."""
+    def hold(self, key: str, event: threading.Event | None = None) -> Iterator[threading.Event]:
+        """The armed switch, `event` (an API request's own, set when its caller cancels) or a
+        fresh one for session `key` while the block runs (a new run replaces it)."""
         with self._lock:
-            event = self._switches[key] if key in self._armed else threading.Event()
+            armed = self._switches[key] if key in self._armed else None
+            event = armed or event or threading.Event()
             self._armed.discard(key)
             self._switches[key] = event
         try:

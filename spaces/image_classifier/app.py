@@ -160,8 +160,9 @@ with gr.Blocks(title="Pet breed classifier") as demo:
     api_button = gr.Button(visible=False)  # carries the API endpoints below
 
     # preprocess=False: the handlers get the uploaded file untouched (pieces.read_upload)
-    busy = {"concurrency_limit": 1, "concurrency_id": "image-classifier", "preprocess": False}
-    panel.listen(show, api_visibility="private", **{**busy, "preprocess": None})
+    busy = {"concurrency_limit": 1, "concurrency_id": "image-classifier"}
+    panel.listen(show, api_visibility="private", **busy)
+    busy["preprocess"] = False
     api_button.click(
         predict, panel.inputs, [api_result, panel.heatmap], api_name="predict", **busy
     )
