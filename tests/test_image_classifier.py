@@ -446,17 +446,22 @@ def test_space_answers_through_the_registry_and_gradio_client(space, trained):
             expected.top
         )
 
-    labels, words, heatmap = client.predict(
+    answer, heatmap = client.predict(
         handle_file(str(model.examples[0])), True, 0.5, True, api_name="/predict"
     )
-    assert labels["label"] in words and Path(heatmap).stat().st_size > 0
-    _, words, heatmap = client.predict(
+    best = answer["confidences"][0]
+    assert answer["label"] == best["label"] in model.labels and not answer["not_sure"]
+    assert best["confidence"] >= 0.5 and Path(heatmap).stat().st_size > 0
+    with Image.open(heatmap) as im, Image.open(model.examples[0]) as photo:
+        assert abs(im.width / im.height - photo.width / photo.height) < 0.02  # the whole photo
+    answer, heatmap = client.predict(
         handle_file(str(model.examples[0])), False, 1.0, False, api_name="/predict"
     )
-    assert words.startswith("### 🤔 Not sure") and heatmap is None
+    assert answer["label"] is None and answer["not_sure"] and heatmap is None
 
-    gallery, _ = app.show_examples()  # copied where gradio may serve them from
-    assert [g["image"]["orig_name"] for g in gallery.value] == [p.name for p in model.examples]
+    shown = app.examples()  # copied where gradio may serve them from, captioned
+    assert [Path(f).name for f, _ in shown] == [p.name for p in model.examples]
+    assert all(caption[:1].isupper() and "_" not in caption for _, caption in shown)
 
 
 def test_space_refuses_bad_input_clearly_and_keeps_serving(space, bad):
@@ -466,10 +471,10 @@ def test_space_refuses_bad_input_clearly_and_keeps_serving(space, bad):
     _, client = space
     for name, problem in EXPECTED.items():
         if problem is None:
-            labels, words, _ = client.predict(
+            answer, _ = client.predict(
                 handle_file(str(bad[name])), False, 0.0, True, api_name="/predict"
             )
-            assert labels["label"] in words, name
+            assert answer["label"] in COLOURS, name
         else:
             with pytest.raises(AppError, match=re.escape(problem)):
                 client.predict(handle_file(str(bad[name])), api_name="/classify")

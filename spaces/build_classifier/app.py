@@ -116,9 +116,15 @@ def search_photos(ws_id, names, suffix, per_class, request: gr.Request, progress
         names: the categories, separated by commas (2 to 10), e.g. "grizzly bear, black bear".
         suffix: words added to every search, e.g. "photo".
         per_class: how many photos to keep per category.
+
+    Returns what was kept and skipped with a summary per category, and the session's photos
+    (thumbnails captioned with their category).
     """
+    text, ws = "", None
     for text, ws in gather(ws_id, names, suffix, per_class, request, progress):
-        yield text, ws.id
+        yield text, gr.skip(), ws.id
+    kept = [(str(ws.thumb(p)), label) for label in ws.labels() for p in ws.photos(label)]
+    yield f"{text}\n\n{ws.summary()}", kept, ws.id
 
 
 def find_photos(ws_id, names, suffix, per_class, request: gr.Request, progress=gr.Progress()):  # noqa: B008
@@ -545,6 +551,7 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
     space_status = ui.status(elem_id="build-space-status")
     space_md = gr.Markdown(elem_id="build-space-result")
     api_text = gr.Markdown(visible=False)
+    api_photos = gr.Gallery(visible=False, label="The session's photos")
     api_result = gr.JSON(visible=False, label="The answer: label, not_sure, confidences")
     api_button = gr.Button(visible=False)  # carries the API endpoints below
 
@@ -646,7 +653,7 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
     api_button.click(
         search_photos,
         [ws_id, names, suffix, per_class],
-        [api_text, ws_id],
+        [api_text, api_photos, ws_id],
         api_name="search_photos",
         **api,
     )
