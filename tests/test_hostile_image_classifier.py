@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
 
 from models.image_classifier import predict
 from tests.factories import COLOURS, colour_photos, png_bomb, tiny_timm
-from tests.hostile import NUMBERS, WRONG_TYPES, for_a_person
+from tests.hostile import NUMBERS, WRONG_TYPES
+from tests.test_hostile_build_classifier import refused
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,12 +46,6 @@ def model(tmp_path_factory) -> Path:
 def client(model, use_model, load_space, launch) -> Client:
     use_model("pets-classifier", str(model))
     return Client(launch(load_space("image_classifier").demo), verbose=False)
-
-
-def refused(client: Client, *args: object, api: str) -> str:
-    with pytest.raises(AppError) as e:
-        client.predict(*args, api_name=api)
-    return for_a_person(str(e.value))
 
 
 def serving(client: Client, files: dict[str, Path]) -> None:

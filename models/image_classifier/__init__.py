@@ -17,7 +17,7 @@ light (no torch): the registry entry `SPEC` and a `load` that imports the predic
 - cli.py: the commands of `demos ... image-classifier`
 
 Building a classifier in the browser (the build_classifier Space), torch-free unless noted:
-- limits.py: its caps, each with its reason
+- its caps: the "Build your own classifier" section of shared/limits.py, each with its reason
 - fetch.py: fetching a URL someone else chose: public addresses only, byte cap, time limit
 - search.py: a web image search (ddgs), its photos downloaded into a workspace
 - workspace.py: a session's own photos (checked, deduplicated), cleaning, its model; expiry

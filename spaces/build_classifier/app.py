@@ -655,6 +655,7 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
         [ws_id, names, suffix, per_class],
         [api_text, api_photos, ws_id],
         api_name="search_photos",
+        preprocess=False,  # what the caller sent, checked as it is (not turned into text)
         **api,
     )
     api_button.click(
