@@ -174,8 +174,7 @@ class TryIt:
                     elem_id=f"{prefix}-labels",
                 )
                 heatmap = gr.Image(
-                    label="Grad-CAM: where the model looked (red = most evidence; the dimmed "
-                    "margins are outside its view)",
+                    label="Grad-CAM: where the model looked (red: most evidence)",
                     type="pil",
                     interactive=False,
                     height=height,

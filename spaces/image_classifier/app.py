@@ -143,13 +143,15 @@ def pick(evt: gr.SelectData) -> str:
 with gr.Blocks(title="Pet breed classifier") as demo:
     gr.Markdown("## 🐾 What breed is this pet?")
     panel = pieces.TryIt.build("pets", tta=True)
+    gr.Markdown("**Or try an example photo** from the model repo (tap one):")
     gallery = gr.Gallery(
-        label="Or try an example photo from the model repo (tap one)",
+        show_label=False,
         columns=6,
-        rows=1,
-        height="auto",
-        object_fit="contain",
+        height=240,  # one row of six on a desk, two of three on a phone
+        object_fit="cover",
         allow_preview=False,
+        interactive=False,
+        buttons=[],
         elem_id="pets-examples",
     )
     examples_status = ui.status(elem_id="pets-examples-status")
