@@ -23,8 +23,7 @@ from gradio_client.exceptions import AppError
 from models.image_classifier import cleaner, fetch, hub_data, job, pieces, search, share
 from models.image_classifier import workspace as wsp
 from shared import hub as hub_io
-from shared import limits
-from shared import registry
+from shared import limits, registry
 from shared.errors import UserError
 from tests.factories import COLOURS, draw
 from tests.search_stub import Stub

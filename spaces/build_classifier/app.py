@@ -382,6 +382,11 @@ def restore(saved, ws_id, request: gr.Request):
     return *views(ws), *(review or [gr.skip()] * 2), photos, ids
 
 
+def bases() -> str:
+    """The pretrained models to start from, each described by its own card."""
+    return "\n\n".join(ui.describe(name) for name, _ in BASES.values())
+
+
 def end(request: gr.Request):
     """The session ended: stop its runs; its photos and model go unless a reload claims them."""
     job.searches.stop(key(request))
@@ -481,7 +486,7 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
         )
     plan_md = gr.Markdown(estimate(None, "cpu", 3), elem_id="build-plan")
     with gr.Accordion("Where the pretrained models come from", open=False):
-        gr.Markdown("\n\n".join(ui.model_info(name) for name, _ in BASES.values()))
+        bases_md = gr.Markdown(elem_id="build-bases")
     with gr.Row():
         start = gr.Button("Train", variant="primary", elem_id="build-train")
         halt = gr.Button("Stop", variant="stop", elem_id="build-train-stop")
@@ -672,6 +677,8 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
         [*changed, confusion, per_class_df, losses, loss_ids, find_status],
         **ui_only,
     ).then(plan, costs, [plan_md, train_status], **ui_only)
+    # the bases' own stories (their cards, at the pinned commits): fetched when a page opens
+    demo.load(bases, None, bases_md, **ui_only)
     demo.unload(end)
 
 if __name__ == "__main__":
