@@ -165,9 +165,7 @@ with gr.Blocks(title="Pet breed classifier") as demo:
     busy = {"concurrency_limit": 1, "concurrency_id": "image-classifier"}
     panel.listen(show, api_visibility="private", **busy)
     busy["preprocess"] = False
-    api_button.click(
-        predict, panel.inputs, [api_result, panel.heatmap], api_name="predict", **busy
-    )
+    api_button.click(predict, panel.inputs, [api_result, panel.heatmap], api_name="predict", **busy)
     api_button.click(
         classify,
         panel.image,
