@@ -25,6 +25,7 @@ from models.image_classifier import workspace as wsp
 from shared import hub as hub_io
 from shared import limits, registry
 from shared.errors import UserError
+from tests.conftest import above_the_fold
 from tests.factories import COLOURS, draw
 from tests.search_stub import Stub
 
@@ -621,7 +622,8 @@ def test_browser_phone_layout(browser, load_space, launch, stub, tmp_path, repo_
         page.goto(url)
         page.locator("#build-names").wait_for()
         shot(page, "390-0-start")
-        assert page.locator("#build-names").bounding_box()["y"] < 844
+        assert above_the_fold(page.locator("#build-names"))
+        assert above_the_fold(page.locator("#build-search"))  # the primary action too
         search_clean_train(page, "390", str(photo))
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"the page is {width} px wide"
