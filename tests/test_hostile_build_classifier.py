@@ -179,3 +179,9 @@ def test_cancelled_searches_stop_within_a_second(client, stub, monkeypatch):
     assert state["last"] < cancelled + 1.0  # idle within a second of the last cancel
     monkeypatch.setattr(stub, "delay", 0.0)
     serving(client)
+
+
+@pytest.mark.parametrize("value", [None, *WRONG_TYPES.values()], ids=repr)
+def test_classify_refuses_a_missing_or_wrong_photo(client, value):
+    message = refused(client, value, 0.5, False, api="/classify_photo")
+    assert "must be a file" in message or "Upload a photo first" in message

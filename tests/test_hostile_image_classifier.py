@@ -85,8 +85,9 @@ def test_a_missing_or_wrong_photo_is_refused(client, files, value, api):
     message = refused(client, value, *args, api=api)
     if value is None:
         assert "Upload a photo first" in message
-    # else: not a file at all, refused by gradio's own check of the payload, before any
-    # handler runs (a generic message, no detail): still no traceback and no path
+    else:  # not a file: refused by gradio's own check, named (shared.serve.typed), or a
+        # dict with no file in it, which reads as no photo
+        assert "Photo must be a file" in message or "Upload a photo first" in message
     serving(client, files)
 
 
