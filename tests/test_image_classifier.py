@@ -608,5 +608,8 @@ def test_browser_phone_layout(phone, load_space, launch, use_model, trained, dat
     photo.locator("input[type=file]").first.set_input_files(str(data / "red" / "red_3.png"))
     phone.locator("#pets-answer").get_by_text("Red").wait_for()
     phone.locator("#pets-examples img").first.wait_for()
+    boxes = [img.bounding_box() for img in phone.locator("#pets-examples img").all()]
+    assert all(b["x"] >= 0 and b["x"] + b["width"] <= 390 for b in boxes)  # none cut off
+    assert {round(b["width"]) for b in boxes} and min(b["width"] for b in boxes) >= 80
     assert no_horizontal_scroll(phone)
     shot(phone, "390-answer")

@@ -174,7 +174,7 @@ class TryIt:
                     elem_id=f"{prefix}-labels",
                 )
                 heatmap = gr.Image(
-                    label="Grad-CAM: where the model looked (red: most evidence)",
+                    label="Grad-CAM: where it looked (red)",
                     type="pil",
                     interactive=False,
                     height=height,

@@ -466,6 +466,7 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
         columns=6,
         height=330,
         allow_preview=False,
+        elem_classes=["demo-gallery"],  # three a row on a phone (shared.ui.CSS)
         elem_id="build-gallery",
     )
     with gr.Row():
@@ -524,6 +525,7 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
         columns=6,
         height=330,
         allow_preview=False,
+        elem_classes=["demo-gallery"],  # three a row on a phone (shared.ui.CSS)
         elem_id="build-losses",
     )
     with gr.Row():

@@ -147,12 +147,13 @@ with gr.Blocks(title="Pet breed classifier") as demo:
     gallery = gr.Gallery(
         show_label=False,
         columns=6,
-        height=240,  # one row of six on a desk, two of three on a phone
+        height=240,  # one row of six on a desk; on a phone two rows of three
         object_fit="cover",
         allow_preview=False,
         interactive=False,
         buttons=[],
         elem_id="pets-examples",
+        elem_classes=["demo-gallery"],  # three a row on a phone (shared.ui.CSS)
     )
     examples_status = ui.status(elem_id="pets-examples-status")
     model_md = gr.Markdown(elem_id="pets-model")
