@@ -354,7 +354,9 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
         )
     plan_md = gr.Markdown(estimate(None, "cpu", 3), elem_id="build-plan")
     with gr.Accordion("Where the pretrained models come from", open=False):
-        bases_md = gr.Markdown(elem_id="build-bases")
+        # their pinned commits (no fetch); their cards' stories when a page opens
+        pins = "\n\n".join(ui.model_info(name) for name, _ in BASES.values())
+        bases_md = gr.Markdown(pins, elem_id="build-bases")
     with gr.Row():
         start = gr.Button("Train", variant="primary", elem_id="build-train")
         halt = gr.Button("Stop", variant="stop", elem_id="build-train-stop")

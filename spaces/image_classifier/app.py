@@ -156,7 +156,8 @@ with gr.Blocks(title="Pet breed classifier") as demo:
         elem_classes=["demo-gallery"],  # three a row on a phone (shared.ui.CSS)
     )
     examples_status = ui.status(elem_id="pets-examples-status")
-    model_md = gr.Markdown(elem_id="pets-model")
+    # where the model comes from (its pinned commit, no fetch); its card's story on page load
+    model_md = gr.Markdown(ui.model_info(NAME), elem_id="pets-model")
     with gr.Accordion("About this demo", open=False):
         gr.Markdown(ABOUT)
     api_result = gr.JSON(visible=False, label="The answer: label, not_sure, confidences")
