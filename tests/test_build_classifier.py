@@ -629,6 +629,7 @@ def test_browser_phone_layout(browser, load_space, launch, stub, tmp_path, repo_
         assert width <= 390, f"the page is {width} px wide"
         # Stop stops a retrain (the model trained before stays)
         page.locator("#build-retrain").click()
+        page.wait_for_timeout(300)  # the click's arming request first (two quick requests race)
         page.locator("#build-train-stop").click()
         # stopped while running (its progress says so) or still in line (its status line)
         said = page.locator("#build-train-progress, #build-train-status").get_by_text("Stopped")
