@@ -60,7 +60,32 @@ def prepare(demo: gr.Blocks) -> gr.Blocks:
 
     queue.push = capped
     queue._demos_capped = True
+    typed(demo)
     return demo
+
+
+def typed(demo: gr.Blocks) -> None:
+    """An API caller's input of the wrong shape for a file component (a list where a photo
+    goes) fails gradio's own check before any handler runs, with no message at all: name
+    the input instead (one log line, no traceback)."""
+    preprocess = demo.preprocess_data
+
+    async def checked(block_fn: Any, inputs: list, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await preprocess(block_fn, inputs, *args, **kwargs)
+        except ValueError as e:  # pydantic's ValidationError (not imported: gradio's own dep)
+            if not type(e).__module__.startswith("pydantic"):
+                raise
+            names = [getattr(b, "label", None) or type(b).__name__ for b in block_fn.inputs]
+            wrong = [n for b, n in zip(block_fn.inputs, names, strict=True) if b.data_model]
+            log.info("wrong input type for %s", block_fn.api_name or block_fn.name)
+            raise gr.Error(
+                f"An input is not of the type this endpoint takes: {', '.join(wrong)} must be "
+                "a file (with gradio_client: handle_file(path)).",
+                print_exception=False,
+            ) from None
+
+    demo.preprocess_data = checked
 
 
 def options(**overrides: Any) -> dict[str, Any]:
