@@ -396,14 +396,25 @@ def test_one_training_at_a_time_and_the_others_see_their_place():
             list(line)
 
 
-def test_a_stop_pressed_before_the_run_starts_stops_it():
+def test_a_stop_pressed_before_the_run_starts_stops_it(monkeypatch):
+    monkeypatch.setattr(job, "EARLY", 0.3)
     switches = job.Switches()
-    assert not switches.stop("s")  # nothing armed, nothing running
     switches.arm("s")  # the click on Train; the run still waits in gradio's queue
     assert switches.stop("s")
     with switches.hold("s") as stop:
         assert stop.is_set()
     with switches.hold("s") as stop:  # the next run starts afresh
+        assert not stop.is_set()
+    # Train then Stop, whose request arrived first: the stop still counts
+    assert not switches.stop("s")
+    switches.arm("s")
+    with switches.hold("s") as stop:
+        assert stop.is_set()
+    # a Stop long before a Train does not stop it
+    assert not switches.stop("s")
+    time.sleep(0.4)
+    switches.arm("s")
+    with switches.hold("s") as stop:
         assert not stop.is_set()
 
 
@@ -629,7 +640,6 @@ def test_browser_phone_layout(browser, load_space, launch, stub, tmp_path, repo_
         assert width <= 390, f"the page is {width} px wide"
         # Stop stops a retrain (the model trained before stays)
         page.locator("#build-retrain").click()
-        page.wait_for_timeout(300)  # the click's arming request first (two quick requests race)
         page.locator("#build-train-stop").click()
         # stopped while running (its progress says so) or still in line (its status line)
         said = page.locator("#build-train-progress, #build-train-status").get_by_text("Stopped")

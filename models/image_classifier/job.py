@@ -221,13 +221,18 @@ class Switches:
     def __init__(self) -> None:
         self._switches: dict[str, threading.Event] = {}
         self._armed: set[str] = set()
+        self._early: dict[str, float] = {}  # a stop that found nothing: when
         self._lock = threading.Lock()
 
     def arm(self, key: str) -> None:
         """A fresh switch for session `key`'s next run, from the click on: a Stop pressed while
         the run still waits in the queue stops it as soon as it starts."""
+        event = threading.Event()
         with self._lock:
-            self._switches[key] = threading.Event()
+            # Train and Stop clicked in quick succession are two requests: the stop may come first
+            if time.monotonic() - self._early.pop(key, -EARLY) < EARLY:
+                event.set()
+            self._switches[key] = event
             self._armed.add(key)
 
     @contextlib.contextmanager
@@ -251,13 +256,22 @@ class Switches:
         return self._switches.get(key) or threading.Event()
 
     def stop(self, key: str | None) -> bool:
-        """Stop session `key`'s run; False when it has none."""
-        event = self._switches.get(key) if key else None
-        if event is not None:
-            event.set()
-        return event is not None
+        """Stop session `key`'s run; False when it has none (it then stops a run armed within
+        `EARLY` seconds after)."""
+        if not key:
+            return False
+        with self._lock:
+            event = self._switches.get(key)
+            if event is None:
+                now = time.monotonic()
+                self._early = {k: t for k, t in self._early.items() if now - t < EARLY}
+                self._early[key] = now
+                return False
+        event.set()
+        return True
 
 
+EARLY = 1.0  # s: a stop this much before its run's arming request still counts
 trainings, searches = Switches(), Switches()
 _line: list[list] = []  # [session, since when first in line], the running one first
 _turn = threading.Condition()
