@@ -28,6 +28,7 @@ from models.recommender.export import FILES
 from models.recommender.modules import MODEL_TYPES
 from models.recommender.serve.fold_in import Taste
 from models.recommender.serve.titles import Catalogue, blank
+from shared import limits
 from shared.errors import ModelError, UserError
 
 MIN_RATINGS = 20  # recommendations skip movies with fewer ratings (obscure one-rating titles)
@@ -44,6 +45,34 @@ def _round(x: np.ndarray, digits: int) -> np.ndarray:
 
 def _stars(x: float) -> str:
     return f"{x:g}★"
+
+
+def count(value: object, what: str, limit: limits.Limit, low: int = 1) -> int:
+    """A whole number from `low` to `limit` (a slider's value, or anything an API caller sends),
+    else a `UserError` saying what is wrong."""
+    return int(limits.check_number(value, what, low, limit.value))
+
+
+def table_rows(ratings: Any) -> list:
+    """The rows of a ratings table: a list of (title, stars) rows, a DataFrame, or gradio's
+    table form {"headers": [...], "data": [...]}; over `limits.RATINGS` rows is refused."""
+    if isinstance(ratings, pd.DataFrame):
+        ratings = ratings.to_numpy().tolist()
+    elif isinstance(ratings, dict):
+        ratings = ratings.get("data")
+    if ratings is None:
+        return []
+    if not isinstance(ratings, list | tuple):
+        raise UserError("The ratings must be a table: rows of (movie title, stars from 1 to 5).")
+    if len(ratings) > limits.RATINGS.value:
+        raise UserError(
+            f"{len(ratings):,} ratings is over the limit of {limits.RATINGS} "
+            f"({limits.RATINGS.reason})."
+        )
+    for k, row in enumerate(ratings, 1):
+        if not isinstance(row, list | tuple):
+            raise UserError(f"Row {k} of the ratings is not a (movie title, stars) pair.")
+    return [list(row) for row in ratings]
 
 
 def load(folder: str | Path) -> Recommender:
@@ -162,6 +191,8 @@ class Recommender:
 
     def user(self, user: Any) -> int:
         """The index of a known user id (an int or a string)."""
+        if isinstance(user, bool) or not isinstance(user, int | float | str | None):
+            raise UserError("A user id is a number or a name, not a list or a table.")
         if isinstance(user, float) and not math.isnan(user) and user.is_integer():
             user = int(user)
         key = str(user).strip()
@@ -170,11 +201,12 @@ class Recommender:
         if key in self.user_index:
             return self.user_index[key]
         numeric = [int(u) for u in self.users if u.isdigit()]
+        shown = limits.excerpt(key, 20)
         if len(numeric) == len(self.users) and numeric:
             raise UserError(
-                f"User {key} does not exist: user ids run from {min(numeric)} to {max(numeric)}."
+                f"User {shown} does not exist: user ids run from {min(numeric)} to {max(numeric)}."
             )
-        raise UserError(f"Unknown user '{key}' (e.g. {', '.join(self.users[:3])}).")
+        raise UserError(f"Unknown user '{shown}' (e.g. {', '.join(self.users[:3])}).")
 
     def ratings_of(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """A known user's ratings (attached): (item indices, stars)."""
@@ -187,30 +219,32 @@ class Recommender:
         return self.rated_items[s:e], self.rated_stars[s:e]
 
     def parse(self, ratings: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(title, stars) pairs (a list, or a table's rows) -> (item indices, stars).
+        """(title, stars) pairs (see `table_rows`) -> (item indices, stars).
 
-        Blank rows are skipped; unknown titles, stars outside the scale, a movie rated twice
-        and an empty list raise UserError with a message for a person."""
-        if isinstance(ratings, pd.DataFrame):
-            ratings = ratings.to_numpy().tolist()
+        Blank rows are skipped; unknown titles, stars outside the scale, a movie rated twice,
+        an empty list and more than `limits.RATINGS` rows raise UserError with a message for a
+        person."""
         lo, hi = self.scale
         idx, stars = [], []
-        for row in ratings or []:
-            title, value = (list(row) + [None, None])[:2]
+        for row in table_rows(ratings):
+            title, value = (row + [None, None])[:2]
             if blank(title) and blank(value):
                 continue
             n = self.find(title)
             if blank(value):
                 raise UserError(f"Give '{self.titles[n]}' {lo:g} to {hi:g} stars.")
+            shown = limits.excerpt(str(value), 20)
             try:
+                if isinstance(value, bool) or not isinstance(value, int | float | str):
+                    raise TypeError
                 s = float(value)
             except (TypeError, ValueError):
                 raise UserError(
-                    f"Stars for '{self.titles[n]}' must be a number, got {value!r}."
+                    f"Stars for '{self.titles[n]}' must be a number, got '{shown}'."
                 ) from None
             if not lo <= s <= hi or math.isnan(s):
                 raise UserError(
-                    f"Stars must be between {lo:g} and {hi:g}; '{self.titles[n]}' has {value!r}."
+                    f"Stars must be between {lo:g} and {hi:g}; '{self.titles[n]}' has {shown}."
                 )
             if n in idx:
                 raise UserError(f"'{self.titles[n]}' is rated twice: rate each movie once.")
@@ -254,8 +288,11 @@ class Recommender:
         return top[np.isfinite(score[top])]
 
     def _rank(self, vec, items, stars, n, min_ratings, rank_by) -> pd.DataFrame:
-        if rank_by not in RANK_BY:
-            raise UserError(f"rank_by must be one of {', '.join(RANK_BY)}, got {rank_by!r}.")
+        if not isinstance(rank_by, str) or rank_by not in RANK_BY:
+            shown = limits.excerpt(str(rank_by), 20)
+            raise UserError(f"rank_by must be one of {', '.join(RANK_BY)}, got '{shown}'.")
+        n = count(n, "number of movies", limits.MOVIES)
+        min_ratings = count(min_ratings, "minimum number of ratings", limits.MIN_RATINGS, 0)
         pred, lift = self.taste.compare(vec)  # lift: stars over the average viewer, by taste
         top = self._top(pred if rank_by == "stars" else lift, items, n, min_ratings)
         lo, hi = self.scale
@@ -296,6 +333,7 @@ class Recommender:
 
     def user_favourites(self, user: Any, n: int = TOP_N) -> pd.DataFrame:
         """A known user's highest-rated movies (their attached ratings)."""
+        n = count(n, "number of movies", limits.MOVIES)
         items, stars = self.ratings_of(self.user(user))
         order = np.lexsort((-self.counts[items], -stars))[: int(n)]
         return pd.DataFrame(
@@ -309,6 +347,8 @@ class Recommender:
     def similar(self, title: str, n: int = TOP_N, min_ratings: int = MIN_RATINGS) -> pd.DataFrame:
         """The `n` movies closest to `title` by cosine similarity of their factors."""
         i = self.find(title)
+        n = count(n, "number of movies", limits.MOVIES)
+        min_ratings = count(min_ratings, "minimum number of ratings", limits.MIN_RATINGS, 0)
         sims = self.unit @ self.unit[i]
         top = self._top(sims, np.array([i]), n, min_ratings)
         return pd.DataFrame(
@@ -328,6 +368,8 @@ class Recommender:
             raise UserError(
                 "The bias ranking needs a DotProductBias model; this one is an EmbeddingNN."
             )
+        n = count(n, "number of movies", limits.MOVIES)
+        min_ratings = count(min_ratings, "minimum number of ratings", limits.MIN_RATINGS, 0)
         bias = self.taste.item_bias
         keep = np.flatnonzero(self.counts >= min_ratings)
         order = keep[np.argsort(-bias[keep], kind="stable")]
@@ -347,7 +389,8 @@ class Recommender:
     def pca(self, n_movies: int = 500, dims: int = 3) -> tuple[pd.DataFrame, list[float]]:
         """PCA of the factors of the `n_movies` most-rated movies; returns the coordinates and
         the share of variance each component explains."""
-        top = np.array(self.popular[: int(n_movies)])
+        n_movies = count(n_movies, "number of movies on the map", limits.MAP_MOVIES, dims + 1)
+        top = np.array(self.popular[:n_movies])
         vecs = self.taste.item_vecs[top]
         x = vecs - vecs.mean(0)
         _, s, vt = np.linalg.svd(x, full_matrices=False)
