@@ -12,7 +12,6 @@ movie on a phone, and each failure on a status line beside the control that caus
 """
 
 import sys
-from html import escape
 from pathlib import Path
 
 here = Path(__file__).resolve().parent
@@ -22,10 +21,21 @@ if not (here / "shared").is_dir():
 
 import gradio as gr  # noqa: E402
 
-from shared import registry, serve, ui  # noqa: E402
+from models.recommender.serve.cards import (  # noqa: E402
+    TABLE_CSS,
+    bias_cards,
+    cards,
+    favourites_cards,
+    recs_cards,
+    similar_cards,
+)
+from models.recommender.serve.recommender import table_rows  # noqa: E402
+from models.recommender.serve.titles import blank  # noqa: E402
+from shared import limits, registry, serve, ui  # noqa: E402
 from shared.errors import UserError  # noqa: E402
 
 NAME = "movie-recommender"
+MOST = limits.MOVIES.value  # the sliders' "How many" (the API checks it too)
 STARS = [(f"{k}★", k) for k in range(1, 6)]
 EXAMPLE = [
     ["Star Wars (1977)", 5],
@@ -131,64 +141,291 @@ def user_recommendations(
 
 
 def _for_user(rec, user, n, min_ratings, rank_by):
-    rec.user(user)  # a bad id is refused before anything is downloaded
+    rec.user(user)  # a bad id or option is refused before anything is downloaded
+    rec.options(n, min_ratings, rank_by)
     rec.fetch_ratings()
     return rec.user_favourites(user, n), rec.recommend_user(user, n, min_ratings, rank_by)
 
 
-# --- the page's tables: HTML, one card per movie on a phone ----------------------------------
-
-TABLE_CSS = """
-table { width: 100%; border-collapse: collapse; margin: 0; font-size: var(--text-md); }
-caption { text-align: left; font-weight: 600; padding-bottom: 0.4rem; }
-th { text-align: left; font-size: var(--text-sm); font-weight: 600; vertical-align: bottom;
-     color: var(--body-text-color-subdued); padding: 0.35rem 0.5rem; }
-td { vertical-align: top; padding: 0.45rem 0.5rem; border-top: 1px solid var(--border-color-primary); }
-td small { display: block; color: var(--body-text-color-subdued); }
-.num { text-align: right; white-space: nowrap; }
-p.empty { color: var(--body-text-color-subdued); margin: 0.5rem 0; }
-@media (max-width: 600px) {
-  thead { display: none; }
-  table, tbody, tr, td { display: block; }
-  tr { border-top: 1px solid var(--border-color-primary); padding: 0.5rem 0; }
-  td { border: none; padding: 0.1rem 0; }
-  td.num { display: inline-block; margin-right: 1.2rem; text-align: left; }
-  td[data-label]::before { content: attr(data-label) " "; color: var(--body-text-color-subdued); }
-}
-"""
+# --- the page's handlers: each failure on the status line beside its control (ui.reported) ----
 
 
-def _movie(title: str, *notes: str) -> str:
-    small = " · ".join(escape(str(n)) for n in notes if n)
-    return f"<strong>{escape(str(title))}</strong>" + (f"<small>{small}</small>" if small else "")
+def fill_titles(filled: bool, progress=PROGRESS):
+    """Give a movie dropdown its titles (most rated first) on first use: loads the model."""
+    if filled:
+        return gr.skip(), True
+    return gr.Dropdown(choices=model(progress).search("", limit=10_000)), True
 
 
-def _ratings(count) -> str:
-    return f"{int(count):,} ratings"
+def _recommend(rec, rows: list, n, min_ratings, rank_by) -> str:
+    caption = "Recommended for you" + (" (most above the average viewer)" * (rank_by == "taste"))
+    return recs_cards(rec.recommend(rows, n, min_ratings, rank_by), caption)
 
 
-def cards(caption: str, headers: list[str], rows: list[list[str]], empty: str) -> str:
-    """An HTML table (cells already escaped) whose rows stack into cards on a phone, each cell
-    but the first labelled by its header; numbers (all cells after the first, but a last
-    "Why") align right on a wide screen."""
-    if not rows:
-        return f'<p class="empty">{escape(empty)}</p>'
-    numeric = [0 < k and h != "Why" for k, h in enumerate(headers)]
-    head = "".join(
-        f'<th class="num">{escape(h)}</th>' if num else f"<th>{escape(h)}</th>"
-        for h, num in zip(headers, numeric, strict=True)
+def add_rating(movie, stars, rows, n, min_ratings, rank_by, progress=PROGRESS):
+    """Add (or update) one rating in the table, then recommend from the table."""
+    if blank(movie):
+        raise UserError("Pick a movie first: type part of its title and choose it from the list.")
+    rec = model(progress)
+    title = rec.titles[rec.find(movie)]
+    given = int(limits.check_number(stars, "number of stars", *rec.scale))
+    kept = [r for r in table_rows(rows) if not blank(r[0]) and rec.titles[rec.find(r[0])] != title]
+    if len(kept) >= limits.RATINGS.value:
+        raise UserError(f"You have rated the most movies allowed ({limits.RATINGS}).")
+    rows = [r[:2] for r in kept] + [[title, given]]
+    return rows, None, _recommend(rec, rows, n, min_ratings, rank_by)
+
+
+def recommend_page(rows, n, min_ratings, rank_by, progress=PROGRESS) -> str:
+    return _recommend(model(progress), rows, n, min_ratings, rank_by)
+
+
+def example_page(n, min_ratings, rank_by, progress=PROGRESS):
+    return EXAMPLE, _recommend(model(progress), EXAMPLE, n, min_ratings, rank_by)
+
+
+def similar_page(movie, n, min_ratings, progress=PROGRESS) -> str:
+    if blank(movie):
+        raise UserError("Pick a movie: type part of its title and choose it from the list.")
+    rec = model(progress)
+    title = rec.titles[rec.find(movie)]
+    return similar_cards(rec.similar(title, n, min_ratings), title)
+
+
+def prepare_users(progress=PROGRESS):
+    """On opening the "Existing user" tab: fetch the known users' ratings from GroupLens
+    (cached after the first time), or hide the tab's controls and say why not."""
+    try:
+        rec = model(progress)
+        if not rec.has_ratings:
+            progress(0, desc=FETCHING)
+        rec.fetch_ratings()
+    except Exception as e:  # a person's reason, or a bug's reference (logged once)
+        why = ui.problem(e, "prepare_users").removeprefix("⚠️ ")
+        note = f"⚠️ **The existing users cannot be shown here.** {why} The other tabs still work."
+        return gr.Markdown(note, visible=True), gr.Column(visible=False)
+    return gr.Markdown(visible=False), gr.Column(visible=True)
+
+
+def user_page(user, n, min_ratings, rank_by, progress=PROGRESS):
+    favourites, recs = _for_user(model(progress), user, n, min_ratings, rank_by)
+    return favourites_cards(favourites), recs_cards(recs, "Recommended for them")
+
+
+def explore(dims: str, n_movies, color: str, min_ratings):
+    """The PCA of the movie factors (interactive scatter) and the bias rankings."""
+    import plotly.express as px
+
+    rec = model()
+    frame, share = rec.pca(n_movies, dims=3)
+    if color == "Bias" and frame["Bias"].isna().all():
+        color = "Mean stars"  # an EmbeddingNN has no biases
+    frame["First genre"] = frame["Genres"].str.split(", ").str[0].replace("", "unknown")
+    axes = {f"PC{k + 1}": f"PC{k + 1} ({s:.0%} of variance)" for k, s in enumerate(share)}
+    common = dict(
+        hover_name="Movie",
+        hover_data={"Ratings": True, "Mean stars": ":.2f", "Genres": True, "Bias": ":.2f"},
+        color="First genre" if color == "Genre" else color,
+        labels=axes,
+        height=620,
     )
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{cell}</td>"
-            if k == 0
-            else f'<td class="{"num" if numeric[k] else "text"}" data-label="{escape(h)}">'
-            f"{cell}</td>"
-            for k, (h, cell) in enumerate(zip(headers, row, strict=True))
+    if color != "Genre":
+        common["color_continuous_scale"] = "RdYlBu_r"
+    if dims == "3-D":
+        fig = px.scatter_3d(frame, x="PC1", y="PC2", z="PC3", **common)
+        fig.update_traces(marker={"size": 3})
+    else:
+        fig = px.scatter(frame, x="PC1", y="PC2", **common)
+        fig.update_traces(marker={"size": 7, "opacity": 0.8})
+    fig.update_layout(margin={"l": 0, "r": 0, "t": 30, "b": 0})
+    ends = []
+    for k in range(2 if dims == "2-D" else 3):
+        order = frame.sort_values(f"PC{k + 1}")["Movie"]
+        ends.append(
+            f"- **PC{k + 1}** runs from *{'; '.join(order[:3])}* to *{'; '.join(order[::-1][:3])}*"
         )
-        + "</tr>"
-        for row in rows
+    notes = (
+        f"The {len(frame)} most-rated movies, placed by the first principal components of their "
+        "learned factors: movies close together are liked by the same people. Hover for "
+        "titles.\n" + "\n".join(ends)
     )
-    return f"<table><caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>"
-    f"<tbody>{body}</tbody></table>"
+    if rec.kind != "dot":  # an EmbeddingNN has no biases: say so where the tables would be
+        why = "This model (an EmbeddingNN) has no biases to rank."
+        return fig, notes, cards("", [], [], why), ""
+    best, worst = rec.bias_ranking(15, min_ratings)
+    return (
+        fig,
+        notes,
+        bias_cards(best, "Liked most beyond taste (highest bias)"),
+        bias_cards(worst, "Liked least beyond taste (lowest bias)"),
+    )
+
+
+def _results(elem_id: str, text: str = "") -> gr.HTML:
+    """A results table (HTML from `cards`), styled by TABLE_CSS wherever it is rendered."""
+    return gr.HTML(cards("", [], [], text), css_template=TABLE_CSS, elem_id=elem_id, padding=False)
+
+
+with gr.Blocks(title="Movie recommender") as demo:
+    gr.Markdown(INTRO)
+    with gr.Tabs():
+        with gr.Tab("Rate some movies", id="rate"):
+            filled = gr.State(False)
+            gr.Markdown(HINT)
+            with gr.Row(equal_height=True):
+                movie = gr.Dropdown(
+                    label="Movie",
+                    info="Type part of a title to search",
+                    allow_custom_value=True,
+                    scale=3,
+                    min_width=220,
+                    elem_id="rec-movie",
+                )
+                stars = gr.Radio(STARS, value=4, label="Your stars", scale=2, elem_id="rec-stars")
+                add = gr.Button("Add rating", scale=1, min_width=120, elem_id="rec-add")
+            with gr.Row():
+                go = gr.Button("Recommend", variant="primary", elem_id="rec-go", min_width=120)
+                example = gr.Button("Try an example", min_width=120, elem_id="rec-example")
+                clear = gr.Button("Clear", min_width=80)
+            status = ui.status(elem_id="rec-status")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2, min_width=280):
+                    ratings = gr.Dataframe(
+                        headers=["Movie", "Stars"],
+                        datatype=["str", "number"],
+                        type="array",
+                        interactive=True,
+                        label="Your ratings (edit the stars, or clear and start again)",
+                        elem_id="rec-ratings",
+                    )
+                    with gr.Accordion("Options", open=False):
+                        top_n = gr.Slider(
+                            1, limits.MOVIES.value, value=10, step=1, label="How many"
+                        )
+                        min_ratings = gr.Slider(
+                            1, 200, value=20, step=1,
+                            label="Only movies with at least this many ratings",
+                        )  # fmt: skip
+                        rank_by = gr.Radio(RANK_BY, value="stars", label="Rank by")
+                with gr.Column(scale=3, min_width=280):
+                    recs = _results("rec-results", WAITING)
+
+        with gr.Tab("Similar movies", id="similar"):
+            filled_similar = gr.State(False)
+            with gr.Row(equal_height=True):
+                similar_movie = gr.Dropdown(
+                    label="Movie",
+                    info="Type part of a title to search",
+                    allow_custom_value=True,
+                    scale=3,
+                    min_width=220,
+                    elem_id="rec-similar-movie",
+                )
+                similar_go = gr.Button(
+                    "Find similar movies", variant="primary", scale=1, min_width=160,
+                    elem_id="rec-similar-go",
+                )  # fmt: skip
+            similar_status = ui.status(elem_id="rec-similar-status")
+            with gr.Accordion("Options", open=False), gr.Row():
+                similar_n = gr.Slider(1, MOST, value=10, step=1, label="How many")
+                similar_min = gr.Slider(1, 200, value=20, step=1, label="Minimum ratings")
+            similar = _results("rec-similar", "Pick a movie to see the movies most like it.")
+
+        with gr.Tab("Explore", id="explore") as explore_tab:
+            with gr.Row():
+                dims = gr.Radio(["2-D", "3-D"], value="2-D", label="PCA")
+                n_movies = gr.Slider(50, 1682, value=500, step=50, label="Most-rated movies")
+                color = gr.Radio(["Bias", "Mean stars", "Genre"], value="Bias", label="Colour")
+                bias_min = gr.Slider(1, 200, value=20, step=1, label="Minimum ratings (tables)")
+            explore_status = ui.status(elem_id="rec-explore-status")
+            plot = gr.Plot(label="Movie factors, PCA")
+            notes = gr.Markdown()
+            gr.Markdown(
+                "**Biases** say how much a movie is liked *beyond* what its factors predict from "
+                "each viewer's taste: the top ones are liked even by people who do not usually "
+                "like that kind of movie."
+            )
+            with gr.Row():
+                liked = _results("rec-liked")
+                disliked = _results("rec-disliked")
+
+        with gr.Tab("Existing user", id="user") as user_tab:
+            users_note = gr.Markdown(visible=False, elem_id="rec-users-note")
+            with gr.Column() as user_panel:
+                gr.Markdown(
+                    "MovieLens' 943 users and their ratings, downloaded from GroupLens on first "
+                    "use (the model holds no ratings: MovieLens' terms forbid passing them on)."
+                )
+                with gr.Row(equal_height=True):
+                    user = gr.Number(
+                        label="MovieLens user id (1-943)", value=1, precision=0, min_width=160,
+                        elem_id="rec-user",
+                    )  # fmt: skip
+                    user_go = gr.Button(
+                        "Show", variant="primary", min_width=100, elem_id="rec-user-go"
+                    )
+                user_status = ui.status(elem_id="rec-user-status")
+                with gr.Accordion("Options", open=False), gr.Row():
+                    user_n = gr.Slider(1, MOST, value=10, step=1, label="How many")
+                    user_min = gr.Slider(1, 200, value=20, step=1, label="Minimum ratings")
+                    user_rank = gr.Radio(RANK_BY, value="stars", label="Rank by")
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=280):
+                        favourites = _results("rec-favourites")
+                    with gr.Column(scale=3, min_width=280):
+                        user_recs = _results("rec-user-results")
+
+    with gr.Accordion("How it works", open=False):
+        gr.Markdown(DESCRIPTION)
+    about = gr.Markdown(elem_id="rec-model")
+
+    private = {"api_visibility": "private"}
+    demo.load(lambda: ui.describe(NAME), None, about, **private)  # the served model's own card
+    options = [top_n, min_ratings, rank_by]
+    # The titles arrive when a dropdown is first used, never at page load (it loads the model);
+    # a first use that downloads and trains shows its progress on the status line.
+    for box, flag, line in (
+        (movie, filled, status),
+        (similar_movie, filled_similar, similar_status),
+    ):
+        box.focus(
+            ui.reported(fill_titles, clear=(False, False)), flag, [box, flag, line],
+            show_progress_on=line, **private,
+        )  # fmt: skip
+    on_add = ui.reported(add_rating, clear=(False, False, False))  # the table stays as it was
+    add.click(on_add, [movie, stars, ratings, *options], [ratings, movie, recs, status], **private)
+    on_go = ui.reported(recommend_page, clear=(True,))
+    go.click(on_go, [ratings, *options], [recs, status], **private)
+    on_example = ui.reported(example_page, clear=(False, True))
+    example.click(on_example, options, [ratings, recs, status], **private)
+    empty = cards("", [], [], WAITING)
+    clear.click(lambda: ([], empty, ""), None, [ratings, recs, status], **private)
+
+    on_similar = ui.reported(similar_page, clear=(True,))
+    similar_inputs = [similar_movie, similar_n, similar_min]
+    gr.on(
+        [similar_go.click, similar_movie.select], on_similar, similar_inputs,
+        [similar, similar_status], **private,
+    )  # fmt: skip
+
+    on_explore = ui.reported(explore, clear=(True, True, True, True))
+    gr.on(
+        [explore_tab.select, dims.change, color.change, n_movies.release, bias_min.release],
+        on_explore, [dims, n_movies, color, bias_min],
+        [plot, notes, liked, disliked, explore_status], **private,
+    )  # fmt: skip
+
+    user_tab.select(prepare_users, None, [users_note, user_panel], **private)
+    on_user = ui.reported(user_page, clear=(True, True))
+    gr.on(
+        [user_go.click, user.submit], on_user, [user, user_n, user_min, user_rank],
+        [favourites, user_recs, user_status], **private,
+    )  # fmt: skip
+
+    # The API: tables as {"headers", "data"}; a bad input raises its message (ui.errors).
+    gr.api(recommend, api_name="recommend")
+    gr.api(similar_movies, api_name="similar_movies")
+    gr.api(user_recommendations, api_name="user_recommendations")
+
+if __name__ == "__main__":
+    serve.launch(demo)

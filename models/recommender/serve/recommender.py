@@ -47,6 +47,12 @@ def _stars(x: float) -> str:
     return f"{x:g}★"
 
 
+def shown(value: object, chars: int = 20) -> str:
+    """A short excerpt of what someone sent, safe to echo (no lone surrogates)."""
+    text = limits.excerpt(str(value)[: chars * 4], chars)
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def count(value: object, what: str, limit: limits.Limit, low: int = 1) -> int:
     """A whole number from `low` to `limit` (a slider's value, or anything an API caller sends),
     else a `UserError` saying what is wrong."""
@@ -195,18 +201,21 @@ class Recommender:
             raise UserError("A user id is a number or a name, not a list or a table.")
         if isinstance(user, float) and not math.isnan(user) and user.is_integer():
             user = int(user)
+        if isinstance(user, str):  # no id is longer than a title: a long one is refused at once
+            user = limits.check_text(user, "user id", limits.TITLE)
         key = str(user).strip()
         if blank(user):
             raise UserError("Enter a user id.")
         if key in self.user_index:
             return self.user_index[key]
         numeric = [int(u) for u in self.users if u.isdigit()]
-        shown = limits.excerpt(key, 20)
+        shown_key = shown(key)
         if len(numeric) == len(self.users) and numeric:
             raise UserError(
-                f"User {shown} does not exist: user ids run from {min(numeric)} to {max(numeric)}."
+                f"User {shown_key} does not exist: user ids run from {min(numeric)} "
+                f"to {max(numeric)}."
             )
-        raise UserError(f"Unknown user '{shown}' (e.g. {', '.join(self.users[:3])}).")
+        raise UserError(f"Unknown user '{shown_key}' (e.g. {', '.join(self.users[:3])}).")
 
     def ratings_of(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """A known user's ratings (attached): (item indices, stars)."""
@@ -233,18 +242,18 @@ class Recommender:
             n = self.find(title)
             if blank(value):
                 raise UserError(f"Give '{self.titles[n]}' {lo:g} to {hi:g} stars.")
-            shown = limits.excerpt(str(value), 20)
+            stars_sent = shown(value)
             try:
                 if isinstance(value, bool) or not isinstance(value, int | float | str):
                     raise TypeError
                 s = float(value)
             except (TypeError, ValueError):
                 raise UserError(
-                    f"Stars for '{self.titles[n]}' must be a number, got '{shown}'."
+                    f"Stars for '{self.titles[n]}' must be a number, got '{stars_sent}'."
                 ) from None
             if not lo <= s <= hi or math.isnan(s):
                 raise UserError(
-                    f"Stars must be between {lo:g} and {hi:g}; '{self.titles[n]}' has {shown}."
+                    f"Stars must be between {lo:g} and {hi:g}; '{self.titles[n]}' has {stars_sent}."
                 )
             if n in idx:
                 raise UserError(f"'{self.titles[n]}' is rated twice: rate each movie once.")
@@ -287,12 +296,17 @@ class Recommender:
         top = np.argsort(-score, kind="stable")[: int(n)]
         return top[np.isfinite(score[top])]
 
-    def _rank(self, vec, items, stars, n, min_ratings, rank_by) -> pd.DataFrame:
+    @staticmethod
+    def options(n: Any, min_ratings: Any, rank_by: Any) -> tuple[int, int, str]:
+        """A ranking's options checked (before any work), else a `UserError`."""
         if not isinstance(rank_by, str) or rank_by not in RANK_BY:
-            shown = limits.excerpt(str(rank_by), 20)
-            raise UserError(f"rank_by must be one of {', '.join(RANK_BY)}, got '{shown}'.")
+            raise UserError(f"rank_by must be one of {', '.join(RANK_BY)}, got '{shown(rank_by)}'.")
         n = count(n, "number of movies", limits.MOVIES)
         min_ratings = count(min_ratings, "minimum number of ratings", limits.MIN_RATINGS, 0)
+        return n, min_ratings, rank_by
+
+    def _rank(self, vec, items, stars, n, min_ratings, rank_by) -> pd.DataFrame:
+        n, min_ratings, rank_by = self.options(n, min_ratings, rank_by)
         pred, lift = self.taste.compare(vec)  # lift: stars over the average viewer, by taste
         top = self._top(pred if rank_by == "stars" else lift, items, n, min_ratings)
         lo, hi = self.scale
@@ -319,6 +333,7 @@ class Recommender:
         rank_by "stars": highest predicted stars; "taste": most above what the average viewer
         would give, the visitor's overall generosity left out (`Taste.compare`): movies for
         this visitor rather than movies everyone likes."""
+        self.options(n, min_ratings, rank_by)
         items, stars = self.parse(ratings)
         vec = self.taste.fold_in(items, stars)
         return self._rank(vec, items, stars, n, min_ratings, rank_by)
