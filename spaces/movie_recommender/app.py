@@ -52,11 +52,11 @@ PROGRESS = gr.Progress()  # what a first use waits for (a shared default, as gra
 FETCHING = "Fetching MovieLens' ratings from GroupLens (the first time only)…"
 LOADING = "Loading the model (the first time on a fresh machine: MovieLens download + training)…"
 
-INTRO = """## 🎬 Movie recommender
-Rate a few movies you know and get recommendations, each with its reason: collaborative
-filtering on MovieLens 100k, from fast.ai's *Practical Deep Learning* (lessons 7–8)."""
-DESCRIPTION = """No retraining happens: your ratings are **folded in** — with the learned movie
-factors fixed, a small regularised least-squares problem finds the taste vector and bias that
+INTRO = "## 🎬 Movie recommender"
+LEDE = "Rate movies you know, get recommendations with their reasons (fast.ai, lessons 7–8)."
+DESCRIPTION = """Collaborative filtering on MovieLens 100k, as in fast.ai's *Practical Deep
+Learning* (lessons 7–8). No retraining happens: your ratings are **folded in** — with the learned
+movie factors fixed, a small regularised least-squares problem finds the taste vector and bias that
 explain your stars best. The model is a `DotProductBias` (plus SVD++'s implicit term: *which*
 movies you rate says something too; and the movies' genres and release years, shared by movies of
 a kind) trained on the ratings of MovieLens 100k. Movies with few ratings are left out of
@@ -181,7 +181,12 @@ def recommend_page(rows, n, min_ratings, rank_by, progress=PROGRESS) -> str:
 
 
 def example_page(n, min_ratings, rank_by, progress=PROGRESS):
-    return EXAMPLE, _recommend(model(progress), EXAMPLE, n, min_ratings, rank_by)
+    """The example ratings; for a model trained on other movies, its most-rated ones."""
+    rec = model(progress)
+    rows = EXAMPLE
+    if not all(title in rec.titles for title, _ in EXAMPLE):
+        rows = [[rec.titles[i], s] for i, (_, s) in zip(rec.popular, EXAMPLE, strict=False)]
+    return rows, _recommend(rec, rows, n, min_ratings, rank_by)
 
 
 def similar_page(movie, n, min_ratings, progress=PROGRESS) -> str:
@@ -268,24 +273,27 @@ def _results(elem_id: str, text: str = "") -> gr.HTML:
 
 with gr.Blocks(title="Movie recommender") as demo:
     gr.Markdown(INTRO)
-    with gr.Tabs():
-        with gr.Tab("Rate some movies", id="rate"):
+    gr.Markdown(LEDE, elem_classes=["demo-wide-only"])  # on a phone the controls come first
+    with gr.Tabs(overflow_behavior="wrap"):  # short labels: one row on a phone
+        with gr.Tab("Rate", id="rate"):
             filled = gr.State(False)
-            gr.Markdown(HINT)
+            gr.Markdown(HINT, elem_classes=["demo-wide-only"])  # a phone needs the room
             with gr.Row(equal_height=True):
                 movie = gr.Dropdown(
                     label="Movie",
                     info="Type part of a title to search",
                     allow_custom_value=True,
-                    scale=3,
-                    min_width=220,
+                    scale=4,
+                    min_width=240,
                     elem_id="rec-movie",
                 )
-                stars = gr.Radio(STARS, value=4, label="Your stars", scale=2, elem_id="rec-stars")
-                add = gr.Button("Add rating", scale=1, min_width=120, elem_id="rec-add")
-            with gr.Row():
+                stars = gr.Dropdown(
+                    STARS, value=4, label="Your stars", scale=1, min_width=100, elem_id="rec-stars"
+                )
+            with gr.Row():  # on a phone two by two: Add and Recommend first
+                add = gr.Button("Add rating", min_width=120, elem_id="rec-add")
                 go = gr.Button("Recommend", variant="primary", elem_id="rec-go", min_width=120)
-                example = gr.Button("Try an example", min_width=120, elem_id="rec-example")
+                example = gr.Button("Example", min_width=120, elem_id="rec-example")
                 clear = gr.Button("Clear", min_width=80)
             status = ui.status(elem_id="rec-status")
             with gr.Row(equal_height=False):
@@ -310,7 +318,7 @@ with gr.Blocks(title="Movie recommender") as demo:
                 with gr.Column(scale=3, min_width=280):
                     recs = _results("rec-results", WAITING)
 
-        with gr.Tab("Similar movies", id="similar"):
+        with gr.Tab("Similar", id="similar"):
             filled_similar = gr.State(False)
             with gr.Row(equal_height=True):
                 similar_movie = gr.Dropdown(

@@ -10,18 +10,21 @@ from html import escape
 import pandas as pd
 
 TABLE_CSS = """
-.rec-table table { width: 100%; border-collapse: collapse; margin: 0; }
+.rec-table table { width: 100%; border-collapse: collapse; margin: 0; padding: 0; border: none; }
+.rec-table thead, .rec-table tbody, .rec-table tr { border: none; }
 .rec-table caption { text-align: left; font-weight: 600; padding-bottom: 0.4rem; }
-.rec-table th { text-align: left; font-size: var(--text-sm); font-weight: 600; white-space: nowrap;
-  color: var(--body-text-color-subdued); padding: 0.35rem 0.5rem; vertical-align: bottom; }
-.rec-table td { vertical-align: top; padding: 0.45rem 0.5rem;
+.rec-table th { border: none; text-align: left; font-size: var(--text-sm); font-weight: 600;
+  white-space: nowrap; color: var(--body-text-color-subdued); padding: 0.35rem 0.5rem;
+  vertical-align: bottom; }
+.rec-table td { vertical-align: top; padding: 0.45rem 0.5rem; border: none;
   border-top: 1px solid var(--border-color-primary); }
 .rec-table td small { display: block; color: var(--body-text-color-subdued); }
 .rec-table .num { text-align: right; white-space: nowrap; }
 .rec-table p.empty { color: var(--body-text-color-subdued); margin: 0.5rem 0; }
 @media (max-width: 600px) {
   .rec-table thead { display: none; }
-  .rec-table table, .rec-table tbody, .rec-table tr, .rec-table td { display: block; }
+  .rec-table table, .rec-table caption, .rec-table tbody, .rec-table tr, .rec-table td {
+    display: block; width: auto; margin: 0; }
   .rec-table tr { border-top: 1px solid var(--border-color-primary); padding: 0.5rem 0; }
   .rec-table td { border: none; padding: 0.1rem 0; }
   .rec-table td.num { display: inline-block; margin-right: 1.2rem; text-align: left; }
@@ -71,7 +74,7 @@ def recs_cards(frame: pd.DataFrame, caption: str) -> str:
         [
             _movie(r["Movie"], r["Why"], r["Genres"]),
             f"{r['Predicted stars']:.1f}★",
-            f"{r['vs. average viewer']:+.1f}★",
+            f"{round(r['vs. average viewer'], 1) + 0.0:+.1f}★",  # + 0.0: no "-0.0"
             _count(r["Ratings"]),
         ]
         for _, r in frame.iterrows()
