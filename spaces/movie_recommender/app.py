@@ -320,19 +320,15 @@ with gr.Blocks(title="Movie recommender") as demo:
 
         with gr.Tab("Similar", id="similar"):
             filled_similar = gr.State(False)
-            with gr.Row(equal_height=True):
-                similar_movie = gr.Dropdown(
-                    label="Movie",
-                    info="Type part of a title to search",
-                    allow_custom_value=True,
-                    scale=3,
-                    min_width=220,
-                    elem_id="rec-similar-movie",
-                )
-                similar_go = gr.Button(
-                    "Find similar movies", variant="primary", scale=1, min_width=160,
-                    elem_id="rec-similar-go",
-                )  # fmt: skip
+            similar_movie = gr.Dropdown(
+                label="Movie",
+                info="Type part of a title to search",
+                allow_custom_value=True,
+                elem_id="rec-similar-movie",
+            )
+            similar_go = gr.Button(
+                "Find similar movies", variant="primary", elem_id="rec-similar-go"
+            )
             similar_status = ui.status(elem_id="rec-similar-status")
             with gr.Accordion("Options", open=False), gr.Row():
                 similar_n = gr.Slider(1, MOST, value=10, step=1, label="How many")
@@ -364,14 +360,10 @@ with gr.Blocks(title="Movie recommender") as demo:
                     "MovieLens' 943 users and their ratings, downloaded from GroupLens on first "
                     "use (the model holds no ratings: MovieLens' terms forbid passing them on)."
                 )
-                with gr.Row(equal_height=True):
-                    user = gr.Number(
-                        label="MovieLens user id (1-943)", value=1, precision=0, min_width=160,
-                        elem_id="rec-user",
-                    )  # fmt: skip
-                    user_go = gr.Button(
-                        "Show", variant="primary", min_width=100, elem_id="rec-user-go"
-                    )
+                user = gr.Number(
+                    label="MovieLens user id (1-943)", value=1, precision=0, elem_id="rec-user"
+                )
+                user_go = gr.Button("Show", variant="primary", elem_id="rec-user-go")
                 user_status = ui.status(elem_id="rec-user-status")
                 with gr.Accordion("Options", open=False), gr.Row():
                     user_n = gr.Slider(1, MOST, value=10, step=1, label="How many")

@@ -97,7 +97,9 @@ def similar_cards(frame: pd.DataFrame, movie: str) -> str:
 
 
 def favourites_cards(frame: pd.DataFrame) -> str:
-    rows = [[_movie(r["Movie"], r["Genres"]), f"{r['Stars']:g}★"] for _, r in frame.iterrows()]
+    rows = [
+        [_movie(r["Movie"], r["Genres"]), f"{round(r['Stars'], 1):g}★"] for _, r in frame.iterrows()
+    ]
     return cards("Their highest-rated movies", ["Movie", "Stars"], rows, "No ratings.")
 
 
