@@ -267,8 +267,9 @@ def explore(dims: str, n_movies, color: str, min_ratings):
 
 
 def _results(elem_id: str, text: str = "") -> gr.HTML:
-    """A results table (HTML from `cards`), styled by TABLE_CSS wherever it is rendered."""
-    return gr.HTML(cards("", [], [], text), css_template=TABLE_CSS, elem_id=elem_id, padding=False)
+    """A results table (HTML from `cards`), styled by TABLE_CSS wherever it is rendered; side
+    by side in a row, two of them wrap one under the other on a phone (min_width)."""
+    return gr.HTML(cards("", [], [], text), css_template=TABLE_CSS, elem_id=elem_id, min_width=300)
 
 
 with gr.Blocks(title="Movie recommender") as demo:

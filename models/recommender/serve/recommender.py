@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import math
 import threading
 from pathlib import Path
@@ -31,6 +32,7 @@ from models.recommender.serve.titles import Catalogue, blank
 from shared import limits
 from shared.errors import ModelError, UserError
 
+log = logging.getLogger("demos")
 MIN_RATINGS = 20  # recommendations skip movies with fewer ratings (obscure one-rating titles)
 TOP_N = 10
 SIMILAR = 0.2  # cosine similarity from which a rated movie explains a recommendation
@@ -178,10 +180,13 @@ class Recommender:
             )
         try:
             folder = movielens.cached()
-        except movielens.DownloadError as e:  # no --data advice here: say it as a visitor needs
+        except movielens.DownloadError as e:  # said as a visitor needs: no --data advice, no
+            # library message (the details go to the log)
+            log.warning("MovieLens 100k download failed: %s", e.reason)
+            why = "its files did not match" if "sha256" in e.reason else "it could not be reached"
             raise UserError(
-                f"The known users' ratings come from GroupLens' MovieLens 100k download, which "
-                f"failed: {e.reason} Try again later."
+                "The known users' ratings come from GroupLens' MovieLens 100k download, which "
+                f"failed: {why}. Try again later."
             ) from None
         self.attach_ratings(read_ratings(folder / "u.data")[0])
 
