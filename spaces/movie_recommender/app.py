@@ -29,7 +29,6 @@ from models.recommender.serve.cards import (  # noqa: E402
     recs_cards,
     similar_cards,
 )
-from models.recommender.serve.recommender import table_rows  # noqa: E402
 from models.recommender.serve.titles import blank  # noqa: E402
 from shared import limits, registry, serve, ui  # noqa: E402
 from shared.errors import UserError  # noqa: E402
@@ -164,6 +163,8 @@ def _recommend(rec, rows: list, n, min_ratings, rank_by) -> str:
 
 def add_rating(movie, stars, rows, n, min_ratings, rank_by, progress=PROGRESS):
     """Add (or update) one rating in the table, then recommend from the table."""
+    from models.recommender.serve.recommender import table_rows  # torch: loaded by now
+
     if blank(movie):
         raise UserError("Pick a movie first: type part of its title and choose it from the list.")
     rec = model(progress)
