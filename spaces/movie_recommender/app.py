@@ -25,6 +25,7 @@ from models.recommender.serve.cards import (  # noqa: E402
     TABLE_CSS,
     bias_cards,
     cards,
+    factor_map,
     favourites_cards,
     recs_cards,
     similar_cards,
@@ -220,41 +221,8 @@ def user_page(user, n, min_ratings, rank_by, progress=PROGRESS):
 
 def explore(dims: str, n_movies, color: str, min_ratings):
     """The PCA of the movie factors (interactive scatter) and the bias rankings."""
-    import plotly.express as px
-
     rec = model()
-    frame, share = rec.pca(n_movies, dims=3)
-    if color == "Bias" and frame["Bias"].isna().all():
-        color = "Mean stars"  # an EmbeddingNN has no biases
-    frame["First genre"] = frame["Genres"].str.split(", ").str[0].replace("", "unknown")
-    axes = {f"PC{k + 1}": f"PC{k + 1} ({s:.0%} of variance)" for k, s in enumerate(share)}
-    common = dict(
-        hover_name="Movie",
-        hover_data={"Ratings": True, "Mean stars": ":.2f", "Genres": True, "Bias": ":.2f"},
-        color="First genre" if color == "Genre" else color,
-        labels=axes,
-        height=620,
-    )
-    if color != "Genre":
-        common["color_continuous_scale"] = "RdYlBu_r"
-    if dims == "3-D":
-        fig = px.scatter_3d(frame, x="PC1", y="PC2", z="PC3", **common)
-        fig.update_traces(marker={"size": 3})
-    else:
-        fig = px.scatter(frame, x="PC1", y="PC2", **common)
-        fig.update_traces(marker={"size": 7, "opacity": 0.8})
-    fig.update_layout(margin={"l": 0, "r": 0, "t": 30, "b": 0})
-    ends = []
-    for k in range(2 if dims == "2-D" else 3):
-        order = frame.sort_values(f"PC{k + 1}")["Movie"]
-        ends.append(
-            f"- **PC{k + 1}** runs from *{'; '.join(order[:3])}* to *{'; '.join(order[::-1][:3])}*"
-        )
-    notes = (
-        f"The {len(frame)} most-rated movies, placed by the first principal components of their "
-        "learned factors: movies close together are liked by the same people. Hover for "
-        "titles.\n" + "\n".join(ends)
-    )
+    fig, notes = factor_map(*rec.pca(n_movies, dims=3), dims, color)
     if rec.kind != "dot":  # an EmbeddingNN has no biases: say so where the tables would be
         why = "This model (an EmbeddingNN) has no biases to rank."
         return fig, notes, cards("", [], [], why), ""

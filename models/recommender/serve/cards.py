@@ -1,11 +1,12 @@
-"""The recommender's tables as HTML for the page: readable at 1280 px (short headers that never
-break mid-word, the reason and genres under each title rather than in columns of their own) and
-stacked into one card per movie on a phone, each number labelled. The API returns the tables
-themselves."""
+"""The recommender's results drawn for the page. The tables are HTML: readable at 1280 px
+(short headers that never break mid-word; the reason and genres under each title rather than in
+columns of their own) and stacked into one card per movie on a phone, each number labelled. The
+factor map is a plotly scatter. The API returns the tables themselves."""
 
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 import pandas as pd
 
@@ -110,3 +111,42 @@ def bias_cards(frame: pd.DataFrame, caption: str) -> str:
     ]
     headers = ["Movie", "Bias", "Mean stars", "Ratings"]
     return cards(caption, headers, rows, "No movie passes the filters: lower the minimum ratings.")
+
+
+def factor_map(frame: pd.DataFrame, share: list[float], dims: str, color: str) -> tuple[Any, str]:
+    """The PCA of the movie factors (`Recommender.pca`) as an interactive plotly scatter, 2-D or
+    3-D, coloured by bias, mean stars or genre; and a note on what each axis runs between."""
+    import plotly.express as px  # only when the Explore tab is opened
+
+    if color == "Bias" and frame["Bias"].isna().all():
+        color = "Mean stars"  # an EmbeddingNN has no biases
+    frame["First genre"] = frame["Genres"].str.split(", ").str[0].replace("", "unknown")
+    axes = {f"PC{k + 1}": f"PC{k + 1} ({s:.0%} of variance)" for k, s in enumerate(share)}
+    common = dict(
+        hover_name="Movie",
+        hover_data={"Ratings": True, "Mean stars": ":.2f", "Genres": True, "Bias": ":.2f"},
+        color="First genre" if color == "Genre" else color,
+        labels=axes,
+        height=620,
+    )
+    if color != "Genre":
+        common["color_continuous_scale"] = "RdYlBu_r"
+    if dims == "3-D":
+        fig = px.scatter_3d(frame, x="PC1", y="PC2", z="PC3", **common)
+        fig.update_traces(marker={"size": 3})
+    else:
+        fig = px.scatter(frame, x="PC1", y="PC2", **common)
+        fig.update_traces(marker={"size": 7, "opacity": 0.8})
+    fig.update_layout(margin={"l": 0, "r": 0, "t": 30, "b": 0})
+    ends = []
+    for k in range(2 if dims == "2-D" else 3):
+        order = frame.sort_values(f"PC{k + 1}")["Movie"]
+        ends.append(
+            f"- **PC{k + 1}** runs from *{'; '.join(order[:3])}* to *{'; '.join(order[::-1][:3])}*"
+        )
+    notes = (
+        f"The {len(frame)} most-rated movies, placed by the first principal components of their "
+        "learned factors: movies close together are liked by the same people. Hover for "
+        "titles.\n" + "\n".join(ends)
+    )
+    return fig, notes
