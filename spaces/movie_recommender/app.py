@@ -347,7 +347,8 @@ with gr.Blocks(title="Movie recommender") as demo:
 
     with gr.Accordion("How it works", open=False):
         gr.Markdown(DESCRIPTION)
-    about = gr.Markdown(elem_id="rec-model")
+    # where the model comes from (its pinned commit) at once; its own card once the page loads
+    about = gr.Markdown(ui.model_info(NAME), elem_id="rec-model")
 
     private = {"api_visibility": "private"}
     demo.load(lambda: ui.describe(NAME), None, about, **private)  # the served model's own card
