@@ -56,7 +56,7 @@ TITLE = Limit(300, "characters per movie title", "the longest MovieLens title ha
 RATINGS = Limit(200, "ratings per visitor", "a few ratings are enough to fold a visitor in")
 MOVIES = Limit(50, "movies per list", "a page of recommendations; more is a data dump")
 MIN_RATINGS = Limit(
-    1000, "ratings at most as a list's minimum", "MovieLens 100k's most rated movie has 583"
+    100_000, "ratings as a list's minimum", "MovieLens 100k has 100,000 ratings in all"
 )
 MAP_MOVIES = Limit(5000, "movies on the factor map", "MovieLens 100k has 1,682; more is unreadable")
 
