@@ -159,6 +159,15 @@ def test_a_huge_title_is_refused_at_once_naming_the_limit(client):
     assert f"limit is {limits.TITLE}" in message
 
 
+def test_a_huge_title_is_logged_once_in_one_short_line(client, caplog):
+    """Issue 11: the 20 MB title was logged twice over (40 MB of log)."""
+    with caplog.at_level("INFO", logger="demos"):
+        refused(client, ("x" * 2_000_000, 5, 1), "/similar_movies")
+    lines = [r.getMessage() for r in caplog.records if "movie title" in r.getMessage()]
+    assert len(lines) == 1 and len(lines[0]) < 400, lines
+    assert sum(len(r.getMessage()) for r in caplog.records) < 5_000
+
+
 def test_the_title_search_stays_fast_with_long_input(client):
     rec = registry.load(NAME)
     start = time.perf_counter()
