@@ -319,9 +319,11 @@ with gr.Blocks(title="Movie recommender") as demo:
                 "each viewer's taste: the top ones are liked even by people who do not usually "
                 "like that kind of movie."
             )
-            with gr.Row():
-                liked = _results("rec-liked")
-                disliked = _results("rec-disliked")
+            with gr.Row(equal_height=False):  # one under the other on a phone
+                with gr.Column(min_width=300):
+                    liked = _results("rec-liked")
+                with gr.Column(min_width=300):
+                    disliked = _results("rec-disliked")
 
         with gr.Tab("Existing user", id="user") as user_tab:
             users_note = gr.Markdown(visible=False, elem_id="rec-users-note")
