@@ -47,11 +47,18 @@ CONTEXT = Limit(
     400, "characters per CPC context", "a code and its title; the longest CPC title has ~300"
 )
 TARGETS = Limit(1000, "target phrases per ranking", "more belongs in a CSV, which streams")
-TITLE = Limit(300, "characters per movie title", "the longest MovieLens title has 81")
-RATINGS = Limit(200, "ratings per visitor", "a few ratings are enough to fold a visitor in")
 PROMPT = Limit(
     2000, "characters per prompt", "the text encoder reads 77 tokens (~300 characters) anyway"
 )
+
+# Movie recommender ------------------------------------------------------------------------
+TITLE = Limit(300, "characters per movie title", "the longest MovieLens title has 81")
+RATINGS = Limit(200, "ratings per visitor", "a few ratings are enough to fold a visitor in")
+MOVIES = Limit(50, "movies per list", "a page of recommendations; more is a data dump")
+MIN_RATINGS = Limit(
+    100_000, "ratings as a list's minimum", "MovieLens 100k has 100,000 ratings in all"
+)
+MAP_MOVIES = Limit(5000, "movies on the factor map", "MovieLens 100k has 1,682; more is unreadable")
 
 # Files --------------------------------------------------------------------------------------
 CSV_ROWS = Limit(200_000, "rows per CSV", "about 10 minutes of scoring on 2 vCPUs")

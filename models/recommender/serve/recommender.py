@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import math
 import threading
 from pathlib import Path
@@ -28,8 +29,10 @@ from models.recommender.export import FILES
 from models.recommender.modules import MODEL_TYPES
 from models.recommender.serve.fold_in import Taste
 from models.recommender.serve.titles import Catalogue, blank
+from shared import limits
 from shared.errors import ModelError, UserError
 
+log = logging.getLogger("demos")
 MIN_RATINGS = 20  # recommendations skip movies with fewer ratings (obscure one-rating titles)
 TOP_N = 10
 SIMILAR = 0.2  # cosine similarity from which a rated movie explains a recommendation
@@ -44,6 +47,40 @@ def _round(x: np.ndarray, digits: int) -> np.ndarray:
 
 def _stars(x: float) -> str:
     return f"{x:g}★"
+
+
+def shown(value: object, chars: int = 20) -> str:
+    """A short excerpt of what someone sent, safe to echo (no lone surrogates)."""
+    text = limits.excerpt(str(value)[: chars * 4], chars)
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def count(value: object, what: str, limit: limits.Limit, low: int = 1) -> int:
+    """A whole number from `low` to `limit` (a slider's value, or anything an API caller sends),
+    else a `UserError` saying what is wrong."""
+    return int(limits.check_number(value, what, low, limit.value))
+
+
+def table_rows(ratings: Any) -> list:
+    """The rows of a ratings table: a list of (title, stars) rows, a DataFrame, or gradio's
+    table form {"headers": [...], "data": [...]}; over `limits.RATINGS` rows is refused."""
+    if isinstance(ratings, pd.DataFrame):
+        ratings = ratings.to_numpy().tolist()
+    elif isinstance(ratings, dict):
+        ratings = ratings.get("data")
+    if ratings is None:
+        return []
+    if not isinstance(ratings, list | tuple):
+        raise UserError("The ratings must be a table: rows of (movie title, stars from 1 to 5).")
+    if len(ratings) > limits.RATINGS.value:
+        raise UserError(
+            f"{len(ratings):,} ratings is over the limit of {limits.RATINGS} "
+            f"({limits.RATINGS.reason})."
+        )
+    for k, row in enumerate(ratings, 1):
+        if not isinstance(row, list | tuple):
+            raise UserError(f"Row {k} of the ratings is not a (movie title, stars) pair.")
+    return [list(row) for row in ratings]
 
 
 def load(folder: str | Path) -> Recommender:
@@ -143,10 +180,13 @@ class Recommender:
             )
         try:
             folder = movielens.cached()
-        except movielens.DownloadError as e:  # no --data advice here: say it as a visitor needs
+        except movielens.DownloadError as e:  # said as a visitor needs: no --data advice, no
+            # library message (the details go to the log)
+            log.warning("MovieLens 100k download failed: %s", e.reason)
+            why = "its files did not match" if "sha256" in e.reason else "it could not be reached"
             raise UserError(
-                f"The known users' ratings come from GroupLens' MovieLens 100k download, which "
-                f"failed: {e.reason} Try again later."
+                "The known users' ratings come from GroupLens' MovieLens 100k download, which "
+                f"failed: {why}. Try again later."
             ) from None
         self.attach_ratings(read_ratings(folder / "u.data")[0])
 
@@ -162,19 +202,25 @@ class Recommender:
 
     def user(self, user: Any) -> int:
         """The index of a known user id (an int or a string)."""
+        if isinstance(user, bool) or not isinstance(user, int | float | str | None):
+            raise UserError("A user id is a number or a name, not a list or a table.")
         if isinstance(user, float) and not math.isnan(user) and user.is_integer():
             user = int(user)
+        if isinstance(user, str):  # no id is longer than a title: a long one is refused at once
+            user = limits.check_text(user, "user id", limits.TITLE)
         key = str(user).strip()
         if blank(user):
             raise UserError("Enter a user id.")
         if key in self.user_index:
             return self.user_index[key]
         numeric = [int(u) for u in self.users if u.isdigit()]
+        shown_key = shown(key)
         if len(numeric) == len(self.users) and numeric:
             raise UserError(
-                f"User {key} does not exist: user ids run from {min(numeric)} to {max(numeric)}."
+                f"User {shown_key} does not exist: user ids run from {min(numeric)} "
+                f"to {max(numeric)}."
             )
-        raise UserError(f"Unknown user '{key}' (e.g. {', '.join(self.users[:3])}).")
+        raise UserError(f"Unknown user '{shown_key}' (e.g. {', '.join(self.users[:3])}).")
 
     def ratings_of(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """A known user's ratings (attached): (item indices, stars)."""
@@ -187,30 +233,32 @@ class Recommender:
         return self.rated_items[s:e], self.rated_stars[s:e]
 
     def parse(self, ratings: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(title, stars) pairs (a list, or a table's rows) -> (item indices, stars).
+        """(title, stars) pairs (see `table_rows`) -> (item indices, stars).
 
-        Blank rows are skipped; unknown titles, stars outside the scale, a movie rated twice
-        and an empty list raise UserError with a message for a person."""
-        if isinstance(ratings, pd.DataFrame):
-            ratings = ratings.to_numpy().tolist()
+        Blank rows are skipped; unknown titles, stars outside the scale, a movie rated twice,
+        an empty list and more than `limits.RATINGS` rows raise UserError with a message for a
+        person."""
         lo, hi = self.scale
         idx, stars = [], []
-        for row in ratings or []:
-            title, value = (list(row) + [None, None])[:2]
+        for row in table_rows(ratings):
+            title, value = (row + [None, None])[:2]
             if blank(title) and blank(value):
                 continue
             n = self.find(title)
             if blank(value):
                 raise UserError(f"Give '{self.titles[n]}' {lo:g} to {hi:g} stars.")
+            stars_sent = shown(value)
             try:
+                if isinstance(value, bool) or not isinstance(value, int | float | str):
+                    raise TypeError
                 s = float(value)
             except (TypeError, ValueError):
                 raise UserError(
-                    f"Stars for '{self.titles[n]}' must be a number, got {value!r}."
+                    f"Stars for '{self.titles[n]}' must be a number, got '{stars_sent}'."
                 ) from None
             if not lo <= s <= hi or math.isnan(s):
                 raise UserError(
-                    f"Stars must be between {lo:g} and {hi:g}; '{self.titles[n]}' has {value!r}."
+                    f"Stars must be between {lo:g} and {hi:g}; '{self.titles[n]}' has {stars_sent}."
                 )
             if n in idx:
                 raise UserError(f"'{self.titles[n]}' is rated twice: rate each movie once.")
@@ -253,9 +301,17 @@ class Recommender:
         top = np.argsort(-score, kind="stable")[: int(n)]
         return top[np.isfinite(score[top])]
 
+    @staticmethod
+    def options(n: Any, min_ratings: Any, rank_by: Any) -> tuple[int, int, str]:
+        """A ranking's options checked (before any work), else a `UserError`."""
+        if not isinstance(rank_by, str) or rank_by not in RANK_BY:
+            raise UserError(f"rank_by must be one of {', '.join(RANK_BY)}, got '{shown(rank_by)}'.")
+        n = count(n, "number of movies", limits.MOVIES)
+        min_ratings = count(min_ratings, "minimum number of ratings", limits.MIN_RATINGS, 0)
+        return n, min_ratings, rank_by
+
     def _rank(self, vec, items, stars, n, min_ratings, rank_by) -> pd.DataFrame:
-        if rank_by not in RANK_BY:
-            raise UserError(f"rank_by must be one of {', '.join(RANK_BY)}, got {rank_by!r}.")
+        n, min_ratings, rank_by = self.options(n, min_ratings, rank_by)
         pred, lift = self.taste.compare(vec)  # lift: stars over the average viewer, by taste
         top = self._top(pred if rank_by == "stars" else lift, items, n, min_ratings)
         lo, hi = self.scale
@@ -282,6 +338,7 @@ class Recommender:
         rank_by "stars": highest predicted stars; "taste": most above what the average viewer
         would give, the visitor's overall generosity left out (`Taste.compare`): movies for
         this visitor rather than movies everyone likes."""
+        self.options(n, min_ratings, rank_by)
         items, stars = self.parse(ratings)
         vec = self.taste.fold_in(items, stars)
         return self._rank(vec, items, stars, n, min_ratings, rank_by)
@@ -296,6 +353,7 @@ class Recommender:
 
     def user_favourites(self, user: Any, n: int = TOP_N) -> pd.DataFrame:
         """A known user's highest-rated movies (their attached ratings)."""
+        n = count(n, "number of movies", limits.MOVIES)
         items, stars = self.ratings_of(self.user(user))
         order = np.lexsort((-self.counts[items], -stars))[: int(n)]
         return pd.DataFrame(
@@ -309,6 +367,8 @@ class Recommender:
     def similar(self, title: str, n: int = TOP_N, min_ratings: int = MIN_RATINGS) -> pd.DataFrame:
         """The `n` movies closest to `title` by cosine similarity of their factors."""
         i = self.find(title)
+        n = count(n, "number of movies", limits.MOVIES)
+        min_ratings = count(min_ratings, "minimum number of ratings", limits.MIN_RATINGS, 0)
         sims = self.unit @ self.unit[i]
         top = self._top(sims, np.array([i]), n, min_ratings)
         return pd.DataFrame(
@@ -328,6 +388,8 @@ class Recommender:
             raise UserError(
                 "The bias ranking needs a DotProductBias model; this one is an EmbeddingNN."
             )
+        n = count(n, "number of movies", limits.MOVIES)
+        min_ratings = count(min_ratings, "minimum number of ratings", limits.MIN_RATINGS, 0)
         bias = self.taste.item_bias
         keep = np.flatnonzero(self.counts >= min_ratings)
         order = keep[np.argsort(-bias[keep], kind="stable")]
@@ -347,7 +409,8 @@ class Recommender:
     def pca(self, n_movies: int = 500, dims: int = 3) -> tuple[pd.DataFrame, list[float]]:
         """PCA of the factors of the `n_movies` most-rated movies; returns the coordinates and
         the share of variance each component explains."""
-        top = np.array(self.popular[: int(n_movies)])
+        n_movies = count(n_movies, "number of movies on the map", limits.MAP_MOVIES, dims + 1)
+        top = np.array(self.popular[:n_movies])
         vecs = self.taste.item_vecs[top]
         x = vecs - vecs.mean(0)
         _, s, vt = np.linalg.svd(x, full_matrices=False)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from shared import limits
 from shared.errors import UserError
 
 # An article moved behind the title, as in "Godfather, The" or "Mépris, Le".
@@ -59,10 +60,10 @@ class Catalogue:
     def __len__(self) -> int:
         return len(self.titles)
 
-    def find(self, title: str) -> int:
+    def find(self, title: object) -> int:
         """The movie called `title` (forgiving about case, year, "The ..."); else a UserError
-        that suggests close matches."""
-        title = str(title or "").strip()
+        that suggests close matches. Text over `limits.TITLE` is refused before any work."""
+        title = limits.check_text(title, "movie title", limits.TITLE).strip()
         if not title:
             raise UserError("A movie title is empty: pick a movie from the list.")
         if (n := self._exact.get(title.lower())) is not None:
@@ -72,16 +73,17 @@ class Catalogue:
             return max(hits, key=lambda n: self.counts[n])  # one movie listed twice: its main id
         if hits:
             names = "; ".join(self.titles[n] for n in hits)
-            raise UserError(f"'{title}' matches several movies: {names}. Pick one.")
+            raise UserError(f"'{limits.excerpt(title)}' matches several movies: {names}. Pick one.")
         close = self.search(title, limit=5)
         hint = (
             f" Did you mean: {'; '.join(close)}?" if close else " Type part of a title to search."
         )
-        raise UserError(f"Unknown movie '{title}'.{hint}")
+        raise UserError(f"Unknown movie '{limits.excerpt(title)}'.{hint}")
 
     def search(self, query: str, limit: int = 20) -> list[str]:
-        """Titles matching `query`: substring hits by popularity, then close spellings."""
-        key = norm(query)
+        """Titles matching `query`: substring hits by popularity, then close spellings. Only the
+        first `limits.TITLE` characters count (no title is longer), so a long query stays fast."""
+        key = norm(str(query or "")[: limits.TITLE.value])
         if not key:
             return [self.titles[n] for n in self.popular[:limit]]
         word = re.compile(rf"\b{re.escape(key)}")  # matches at the start of a word
