@@ -27,6 +27,7 @@ log = logging.getLogger("demos")
 CSS = """
 .demo-status p { margin: 0.25rem 0; }
 .demo-status:has(p) { border-left: 4px solid var(--color-accent); padding-left: 0.6rem; }
+.demo-status .demo-status { border-left: none; padding-left: 0; }  /* gradio nests the class */
 table th, table th * { word-break: normal !important; overflow-wrap: normal !important; }
 @media (max-width: 600px) {
   .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
