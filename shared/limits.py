@@ -42,11 +42,6 @@ TEMP_AGE = Limit(3600, "seconds a result file is kept", "downloads are for now; 
 TEMP_SWEEP = Limit(600, "seconds between sweeps of old result files", "cheap, and often enough")
 
 # Text fields (characters) -----------------------------------------------------------------
-PHRASE = Limit(500, "characters per phrase", "patent phrases are a few words (data's longest: 98)")
-CONTEXT = Limit(
-    400, "characters per CPC context", "a code and its title; the longest CPC title has ~300"
-)
-TARGETS = Limit(1000, "target phrases per ranking", "more belongs in a CSV, which streams")
 TITLE = Limit(300, "characters per movie title", "the longest MovieLens title has 81")
 RATINGS = Limit(200, "ratings per visitor", "a few ratings are enough to fold a visitor in")
 PROMPT = Limit(
@@ -54,8 +49,19 @@ PROMPT = Limit(
 )
 
 # Files --------------------------------------------------------------------------------------
-CSV_ROWS = Limit(200_000, "rows per CSV", "about 10 minutes of scoring on 2 vCPUs")
 BATCH_IMAGES = Limit(16, "images per batch", "one forward pass; more would delay everyone else")
+
+# Patent phrase similarity ------------------------------------------------------------------
+PHRASE = Limit(500, "characters per phrase", "patent phrases are a few words (data's longest: 98)")
+CONTEXT = Limit(
+    400, "characters per CPC context", "a code and its title; the longest CPC title has ~300"
+)
+TARGETS = Limit(1000, "target phrases per ranking", "more belongs in a CSV, which streams")
+TARGETS_TEXT = Limit(
+    100_000, "characters of target phrases", "1,000 phrases of 100 characters; more is a CSV"
+)
+CSV_ROWS = Limit(200_000, "rows per CSV", "about 10 minutes of scoring on 2 vCPUs")
+CSV_BYTES = Limit(20_000_000, "bytes per CSV", "200,000 rows of phrase pairs take about 10 MB")
 
 
 def _from_environment() -> None:

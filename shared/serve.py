@@ -18,6 +18,10 @@ from shared import limits, ui
 
 log = logging.getLogger("demos")
 CONCURRENCY = 4  # requests at a time per event; GPU-heavy events set their own limit of 1
+WRONG_ARGUMENTS = (
+    "These arguments do not fit this endpoint: send a file with gradio_client's handle_file(), "
+    "and each other value as the page's “Use via API” link shows."
+)
 
 
 def configure_logging() -> None:
@@ -60,6 +64,22 @@ def prepare(demo: gr.Blocks) -> gr.Blocks:
 
     queue.push = capped
     queue._demos_capped = True
+    preprocess = demo.preprocess_data
+
+    async def checked(block_fn: Any, *args: Any, **kwargs: Any) -> Any:
+        # An API argument of the wrong shape (a string where a file goes, a number for a
+        # table) fails in gradio before any handler: a message, not a traceback and none.
+        try:
+            return await preprocess(block_fn, *args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as e:
+            log.info(
+                "%s: arguments refused (%s)", block_fn.api_name or block_fn.name, type(e).__name__
+            )
+            raise gr.Error(WRONG_ARGUMENTS, print_exception=False) from None
+
+    demo.preprocess_data = checked
     return demo
 
 
