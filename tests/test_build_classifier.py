@@ -120,7 +120,15 @@ def test_search_keeps_good_photos_and_counts_the_rest(stub):
     assert ws.skipped["not a photo"] == 2
     assert "duplicate" in p.text() and "Skipped so far" in ws.summary()
     assert ws.terms == {"red": "red photo", "blue": "blue photo"}
-    # a second search adds only what is missing, never a duplicate
+    # searching again finds only photos it has: nothing is added twice
+    photos_of(ws, "red, blue", per_class=16)
+    assert ws.counts() == {"blue": 16, "red": 16}
+
+
+def test_a_second_search_adds_only_what_is_missing(stub):
+    ws = session()
+    photos_of(ws, "red, blue", per_class=10)
+    assert ws.counts() == {"blue": 10, "red": 10}
     photos_of(ws, "red, blue", per_class=12)
     assert ws.counts() == {"blue": 12, "red": 12}
 
@@ -382,6 +390,17 @@ def test_one_training_at_a_time_and_the_others_see_their_place():
         stopped.set()
         with pytest.raises(UserError, match="Stopped while waiting"):
             list(line)
+
+
+def test_a_stop_pressed_before_the_run_starts_stops_it():
+    switches = job.Switches()
+    assert not switches.stop("s")  # nothing armed, nothing running
+    switches.arm("s")  # the click on Train; the run still waits in gradio's queue
+    assert switches.stop("s")
+    with switches.hold("s") as stop:
+        assert stop.is_set()
+    with switches.hold("s") as stop:  # the next run starts afresh
+        assert not stop.is_set()
 
 
 # --- sharing -----------------------------------------------------------------------------------

@@ -217,13 +217,23 @@ class Switches:
 
     def __init__(self) -> None:
         self._switches: dict[str, threading.Event] = {}
+        self._armed: set[str] = set()
         self._lock = threading.Lock()
+
+    def arm(self, key: str) -> None:
+        """A fresh switch for session `key`'s next run, from the click on: a Stop pressed while
+        the run still waits in the queue stops it as soon as it starts."""
+        with self._lock:
+            self._switches[key] = threading.Event()
+            self._armed.add(key)
 
     @contextlib.contextmanager
     def hold(self, key: str) -> Iterator[threading.Event]:
-        """A fresh switch for session `key` while the block runs (a new run replaces it)."""
-        event = threading.Event()
+        """The armed or a fresh switch for session `key` while the block runs (a new run
+        replaces it)."""
         with self._lock:
+            event = self._switches[key] if key in self._armed else threading.Event()
+            self._armed.discard(key)
             self._switches[key] = event
         try:
             yield event

@@ -249,8 +249,13 @@ def categories(ws_id):
     return gr.Dropdown(choices=ws.labels() if ws else [], value=None)
 
 
+def arm_training(request: gr.Request):
+    job.trainings.arm(key(request))
+
+
 def stop_training(request: gr.Request):
-    return "⏹ Stopping…" if job.trainings.stop(key(request)) else "Nothing is training."
+    # the run says "Stopped" itself within a second; a "Stopping…" from here could arrive after it
+    return gr.skip() if job.trainings.stop(key(request)) else "Nothing is training."
 
 
 # --- 5. try it, 6. share ------------------------------------------------------------------------
@@ -489,9 +494,9 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
     trained.append(loss_selected)
     # one run at a time is the job's line (job.turn), which shows each its place
     for button in (start, retrain):
-        button.click(train, [ws_id, base, epochs], trained, concurrency_limit=8, **ui_only).then(
-            categories, ws_id, loss_target, api_visibility="private"
-        )
+        button.click(arm_training, None, None, queue=False, api_visibility="private").then(
+            train, [ws_id, base, epochs], trained, concurrency_limit=8, **ui_only
+        ).then(categories, ws_id, loss_target, api_visibility="private")
     halt.click(stop_training, None, train_status, queue=False, api_visibility="private")
     losses.select(
         pick_loss, [loss_ids, loss_selected, ws_id], [loss_status, losses, loss_selected], **ui_only
