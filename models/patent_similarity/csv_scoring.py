@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 CHUNK_ROWS = 4096  # CSV rows read, scored and written at a time: memory stays flat
 SAMPLE = 5000  # rows of (score, prediction) kept for the plot, at most (about)
 MIN_PEARSON = 10  # labelled rows below which a correlation says nothing (2 rows give ±1)
+MAX_CODES = 100  # distinct unknown CPC codes counted for the report
 SHOWN = 10  # problems the report lists by line (the file's note column has every one)
 ADDED = ("prediction", "meaning", "note")  # the columns the scored file gains
 # A cell starting with one of these is run as a formula by spreadsheets (OWASP): unless it is a
@@ -230,7 +231,9 @@ def _score_chunk(predictor, chunk, width, at, truth_at, r: _Report) -> list[list
         if any("characters" in n for n in notices):
             r.truncated += 1
         if any(n.startswith("Unknown CPC code") for n in notices):
-            r.unknown[code] = r.unknown.get(code, 0) + 1
+            key = limits.excerpt(code, 20)  # a cell is anyone's text: short, a bounded count
+            if key in r.unknown or len(r.unknown) < MAX_CODES:
+                r.unknown[key] = r.unknown.get(key, 0) + 1
         texts.append(text)
         keep.append(k)
         notes[k] = " ".join(notices)
