@@ -552,20 +552,119 @@ def test_real_data_split_and_baseline(data_dir):
 # --- the browser --------------------------------------------------------------------------
 
 
-@pytest.mark.browser
-def test_score_a_pair_in_the_suite(trained, repo_id, use_model, suite_url, page):
+@pytest.fixture
+def served(trained, repo_id, use_model):
     from shared import hub
 
     hub.push(trained["out"], repo_id)
     use_model(NAME, repo_id)
+    return predict.load(trained["out"])
+
+
+def pick_context(page, panel, code: str = "F16") -> None:
+    panel.get_by_label("CPC context").click()  # the first focus fills the list from the model
+    page.get_by_role("option", name=f"{code} — ").first.click()
+
+
+def rank_two(page) -> None:
+    rank = page.locator("#patent-rank")
+    rank.get_by_label("Anchor phrase").fill("upper valve")
+    pick_context(page, rank)
+    rank.get_by_label("Target phrases, one per line").fill(
+        "upper valves\nspring blade\na rather long target phrase that has to wrap"
+    )
+    rank.get_by_role("button", name="Rank").click()
+    rank.locator("#patent-ranking").get_by_text("spring blade").wait_for()
+
+
+@pytest.mark.browser
+def test_browser_score_rank_and_csv_in_the_suite(served, suite_url, page, shot, tmp_path):
     page.goto(suite_url)
     page.get_by_role("tab", name="Patent Phrase Similarity").click()
     panel = page.locator("#patent-score")
+    # Nothing stands in the result before anything is scored (no 0, no confidence bar).
+    assert not panel.get_by_text("Nearest step").count() and not panel.locator("progress").count()
+    # The served model's own card, in the suite too.
+    page.locator("#patent-model").get_by_text("Model:").wait_for()
     panel.get_by_label("Anchor phrase").fill("upper valve")
     panel.get_by_label("Target phrase").fill("upper valves")
-    context = panel.get_by_label("CPC context")
-    context.click()  # the first focus fills the list from the model's CPC table
-    page.get_by_role("option", name="F16 — ENGINEERING ELEMENTS AND UNITS").click()
+    pick_context(page, panel)
     panel.get_by_role("button", name="Score").click()
-    expected = predict.load(trained["out"]).score("upper valve", "upper valves", "F16")
-    page.get_by_text(f"{expected.grid:.2f} · {expected.meaning}").first.wait_for()
+    r = served.score("upper valve", "upper valves", "F16")
+    panel.get_by_text(f"Score {r.score:.2f}").wait_for()
+    assert panel.get_by_text(f"{r.grid:.2f}, {r.meaning}").count()
+    assert "%" not in panel.inner_text()  # a meaning, not a confidence
+    shot(page, "1280-score")
+
+    page.get_by_role("tab", name="Rank targets").click()
+    rank_two(page)
+    shot(page, "1280-rank")
+
+    page.get_by_role("tab", name="Batch (CSV)").click()
+    batch = page.locator("#patent-batch")
+    rows = "".join(f"upper valve,upper valves,F16,{i % 2}\n" for i in range(11))
+    src = write(tmp_path / "pairs.csv", "anchor,target,context,score\n" + rows + "x,y\n")
+    batch.locator("input[type=file]").set_input_files(str(src))
+    batch.get_by_role("button", name="Score file").click()
+    batch.get_by_text("Scored 11 of 12 rows").wait_for()
+    assert batch.get_by_text("n = 11").count() and batch.get_by_text("line 13").count()
+    page.locator("#patent-plot").wait_for()
+    shot(page, "1280-csv")
+
+
+@pytest.fixture
+def space_page(served, load_space, launch) -> str:
+    return launch(load_space("patent_similarity").demo)
+
+
+@pytest.mark.browser
+def test_browser_error_state_keeps_inputs_usable(space_page, page, shot):
+    page.goto(space_page)
+    panel = page.locator("#patent-score")
+    panel.get_by_role("button", name="Score").click()
+    panel.get_by_text("Nearest step").wait_for()  # a result on screen
+    anchor = panel.get_by_label("Anchor phrase")
+    anchor.fill("")
+    panel.get_by_role("button", name="Score").click()
+    status = panel.locator(".demo-status")
+    status.get_by_text("The anchor is empty").wait_for()
+    page.wait_for_timeout(10_000)  # after any toast would have faded
+    assert status.get_by_text("The anchor is empty").is_visible()
+    assert not panel.get_by_text("Nearest step").count()  # the stale result was cleared
+    shot(page, "1280-error")
+    anchor.click()  # nothing covers the inputs
+    anchor.fill("upper valve")
+    panel.get_by_role("button", name="Score").click()
+    panel.get_by_text("Nearest step").wait_for()
+    assert not status.get_by_text("empty").count()
+
+    page.get_by_role("tab", name="Batch (CSV)").click()
+    batch = page.locator("#patent-batch")
+    batch.get_by_role("button", name="Score file").click()
+    batch.locator(".demo-status").get_by_text("Upload a CSV file").wait_for()
+    shot(page, "1280-csv-error")
+
+
+@pytest.mark.browser
+def test_browser_phone_layout(space_page, phone, shot):
+    from tests.conftest import above_the_fold, no_horizontal_scroll
+
+    phone.goto(space_page)
+    panel = phone.locator("#patent-score")
+    button = panel.get_by_role("button", name="Score")
+    button.wait_for()
+    assert above_the_fold(panel.get_by_label("Anchor phrase")) and above_the_fold(button)
+    assert no_horizontal_scroll(phone)
+    shot(phone, "390-start")
+    button.click()
+    panel.get_by_text("Nearest step").wait_for()
+    assert no_horizontal_scroll(phone)
+    shot(phone, "390-score")
+    phone.get_by_role("tab", name="Rank targets").click()
+    rank_two(phone)
+    assert no_horizontal_scroll(phone)
+    shot(phone, "390-rank")
+    phone.get_by_role("tab", name="Batch (CSV)").click()
+    assert above_the_fold(phone.locator("#patent-batch").get_by_role("button", name="Score file"))
+    assert no_horizontal_scroll(phone)
+    shot(phone, "390-csv")

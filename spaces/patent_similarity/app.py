@@ -120,13 +120,13 @@ def notes(items: list[str]) -> str:
 def verdict(r) -> str:
     """The score, and its meaning as the nearest step of the competition's grid (a scale of
     meanings, not a probability)."""
-    rows = "\n".join(
-        f"| **{g:.2f}** | **{m}** ◀ |" if g == r.grid else f"| {g:.2f} | {m} |" for g, m, _ in GRID
+    # A list, not a table: nothing to squeeze on a phone.
+    steps = "\n".join(
+        f"- **{g:.2f} · {m}** ◀" if g == r.grid else f"- {g:.2f} · {m}" for g, m, _ in GRID
     )
     return (
         f"### Score {r.score:.2f}\n"
-        f"Nearest step of the competition's grid: **{r.grid:.2f}, {r.meaning}**.\n\n"
-        f"| grid | meaning |\n|---:|---|\n{rows}"
+        f"Nearest step of the competition's grid: **{r.grid:.2f}, {r.meaning}**.\n\n{steps}"
     )
 
 
@@ -141,6 +141,21 @@ def ranked(anchor: str, targets: str, context: str):
         columns=["rank", "target", "score", "meaning"],
     )
     return table, notes(list(dict.fromkeys(n for r in scored for n in r.notices)))
+
+
+def ranked_page(anchor: str, targets: str, context: str):
+    """The ranking as a numbered list: on a phone a table hides its last columns."""
+    table, notices = ranked(anchor, targets, context)
+    items = "\n".join(
+        f"{rank}. **{score:.2f}** · {md_escape(target)} — *{meaning}*"
+        for rank, target, score, meaning in table.itertuples(index=False)
+    )
+    return f"**Targets, most similar first**\n\n{items}", notices
+
+
+def md_escape(text: str) -> str:
+    """A person's text shown as text, not as markdown or HTML."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~-])", r"\\\1", text)
 
 
 def by_line(items: list[tuple[int, str]], total: int, shown: int = 5) -> str:
@@ -350,9 +365,7 @@ with gr.Blocks(title="Patent phrase similarity") as demo:
                     go_rank = gr.Button("Rank", variant="primary")
                     rank_status = ui.status()
                 with gr.Column():
-                    ranking = gr.Dataframe(
-                        label="Targets, most similar first", interactive=False, wrap=True
-                    )
+                    ranking = gr.Markdown(elem_id="patent-ranking")  # nothing until ranked
                     rank_notes = gr.Markdown(label="notes")
             gr.Examples(RANK_EXAMPLES, [r_anchor, r_context, r_targets], cache_examples=False)
         with gr.Tab("Batch (CSV)", elem_id="patent-batch"):
@@ -373,8 +386,8 @@ with gr.Blocks(title="Patent phrase similarity") as demo:
                     )
                     summary_md = gr.Markdown(label="summary")
                     scored = gr.File(label="Scored CSV", visible=False)
-            plot = gr.Plot(label="Model against your scores", visible=False)
-    model = gr.Markdown()  # the served model's own card, fetched when the page opens
+            plot = gr.Plot(label="Model against your scores", visible=False, elem_id="patent-plot")
+    model = gr.Markdown(elem_id="patent-model")  # the served model's own card, on page load
     with gr.Accordion("What the scores mean", open=False):
         gr.Markdown(MEANINGS)
 
@@ -401,7 +414,7 @@ with gr.Blocks(title="Patent phrase similarity") as demo:
         **page,
     )
     go_rank.click(
-        ui.reported(ui.stoppable(ranked), clear=(True, True)),
+        ui.reported(ui.stoppable(ranked_page), clear=(True, True)),
         [r_anchor, r_targets, r_context],
         [ranking, rank_notes, rank_status],
         **page,
@@ -423,7 +436,8 @@ with gr.Blocks(title="Patent phrase similarity") as demo:
     ]
     api_score.append(score_notes)
     gr.on([], score, pair, api_score, api_name="score")
-    gr.on([], rank, [r_anchor, r_targets, r_context], [ranking, rank_notes], api_name="rank")
+    table = gr.Dataframe(label="Targets, most similar first", visible=False)
+    gr.on([], rank, [r_anchor, r_targets, r_context], [table, rank_notes], api_name="rank")
     gr.on([], score_csv, upload, [scored, summary_md, plot], api_name="score_csv", **one_file)
 
 
