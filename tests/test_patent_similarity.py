@@ -602,13 +602,15 @@ def test_browser_score_rank_and_csv_in_the_suite(served, suite_url, page, shot, 
 
     page.get_by_role("tab", name="Batch (CSV)").click()
     batch = page.locator("#patent-batch")
-    rows = "".join(f"upper valve,upper valves,F16,{i % 2}\n" for i in range(11))
+    pairs = ["upper valve,upper valves,F16,1", "thin coil,spring blade,A47,0"]
+    rows = "".join(f"{pairs[i % 2]}\n" for i in range(11))
     src = write(tmp_path / "pairs.csv", "anchor,target,context,score\n" + rows + "x,y\n")
     batch.locator("input[type=file]").set_input_files(str(src))
     batch.get_by_role("button", name="Score file").click()
     batch.get_by_text("Scored 11 of 12 rows").wait_for()
     assert batch.get_by_text("n = 11").count() and batch.get_by_text("line 13").count()
-    page.locator("#patent-plot").wait_for()
+    page.locator("#patent-plot .main-svg").first.wait_for()  # plotly has drawn it
+    assert page.locator("#patent-plot").get_by_text("n = 11").count()  # n beside the Pearson
     shot(page, "1280-csv")
 
 
