@@ -158,89 +158,12 @@ def md_escape(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()<>#+!|~-])", r"\\\1", text)
 
 
-def by_line(items: list[tuple[int, str]], total: int, shown: int = 5) -> str:
-    listed = "; ".join(f"line {line}: {why}" for line, why in items[:shown])
-    return listed + (" …" if total > shown else "")
+def shown(report):
+    """The CSV report in words, and its plot when there is a Pearson (csv_report.py)."""
+    from models.patent_similarity import csv_report
 
-
-def summary(report) -> str:
-    """The CSV report in words: what was scored, the Pearson (from enough labelled rows, with
-    its n), and every kind of row that needs a look, by line."""
-    from models.patent_similarity.csv_scoring import MIN_PEARSON
-
-    lines = [f"**Scored {report.scored:,} of {report.rows:,} rows.** Download the file below."]
-    n = report.labelled
-    if report.pearson is not None:
-        lines.append(
-            f"- Pearson correlation with your `score` column: **{report.pearson:.3f}** "
-            f"(n = {n:,} rows)"
-        )
-    elif n >= MIN_PEARSON:
-        lines.append(
-            f"- Pearson correlation: undefined (n = {n:,} rows): your scores, or the model's, "
-            "are all the same."
-        )
-    elif report.score_column:
-        lines.append(
-            f"- No Pearson correlation: n = {n:,} row(s) with a score in 0–1; it takes at least "
-            f"{MIN_PEARSON} to mean something."
-        )
-    if report.n_bad_labels:
-        lines.append(
-            f"- Left out of the Pearson: {report.n_bad_labels:,} score(s) that are not a number "
-            f"from 0 to 1 ({by_line(report.bad_labels, report.n_bad_labels)})"
-        )
-    if report.n_skipped:
-        lines.append(
-            f"- Not scored: {report.n_skipped:,} row(s) "
-            f"({by_line(report.skipped, report.n_skipped)})"
-        )
-    if report.unknown_codes:
-        codes = ", ".join(f"{c} ({k:,})" for c, k in sorted(report.unknown_codes.items())[:10])
-        lines.append(f"- Unknown CPC codes, scored with the code alone: {codes}")
-    if report.truncated:
-        lines.append(
-            f"- {report.truncated:,} row(s) had a phrase longer than the model reads; only its "
-            "start was scored"
-        )
-    if report.cut:
-        lines.append(f"- {report.cut:,} row(s) were longer than the model reads: their end was cut")
-    if report.neutralised:
-        lines.append(
-            f"- {report.neutralised:,} cell(s) began with =, +, -, @, a tab or a return, which a "
-            "spreadsheet runs as a formula: the file has them with a leading ' (as text)"
-        )
-    return "\n".join(lines)
-
-
-def scatter(report):
-    """Predicted against true scores; the true ones sit on a 0.25 grid, so jitter them apart."""
-    import numpy as np
-    import plotly.graph_objects as go
-
-    sample = report.sample
-    jitter = np.random.default_rng(0).uniform(-0.06, 0.06, len(sample))
-    fig = go.Figure(
-        [
-            go.Scatter(
-                x=sample["score"] + jitter,
-                y=sample["prediction"],
-                mode="markers",
-                marker={"size": 5, "opacity": 0.35},
-                name="rows",
-            ),
-            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dash"}, name="perfect"),
-        ]
-    )
-    fig.update_layout(
-        title=f"Pearson {report.pearson:.3f} (n = {report.labelled:,}; {len(sample):,} shown)",
-        xaxis_title="your score (jittered)",
-        yaxis_title="model score",
-        height=420,
-        margin={"l": 40, "r": 20, "t": 50, "b": 40},
-        legend={"orientation": "h", "y": -0.2},
-    )
-    return fig
+    figure = csv_report.plot(report) if report.pearson is not None else None
+    return csv_report.words(report), figure
 
 
 # --- the API: failures raised, as messages for a person ---------------------------------------
@@ -287,8 +210,7 @@ def score_csv(file: str | None, progress=gr.Progress()):  # noqa: B008 (Gradio's
             at most 200,000 rows and 20 MB.
     """
     report = _score_csv(*_csv_file(file), progress)
-    figure = scatter(report) if report.pearson is not None else None
-    return str(report.path), summary(report), figure
+    return str(report.path), *shown(report)
 
 
 # --- the page: failures in a status line under the button, stale results cleared -------------
@@ -303,10 +225,10 @@ def score_page(anchor: str, target: str, context: str):
 def score_csv_page(file: str | None, progress=gr.Progress()):  # noqa: B008
     yield gr.File(None, visible=False), "", gr.Plot(None, visible=False)  # nothing stale
     report = _score_csv(*_csv_file(file), progress)
-    figure = scatter(report) if report.pearson is not None else None
+    words, figure = shown(report)
     yield (
         gr.File(str(report.path), visible=True),
-        summary(report),
+        words,
         gr.Plot(figure, visible=figure is not None),
     )
 
