@@ -585,7 +585,7 @@ def test_browser_score_rank_and_csv_in_the_suite(served, suite_url, page, shot, 
     # Nothing stands in the result before anything is scored (no 0, no confidence bar).
     assert not panel.get_by_text("Nearest step").count() and not panel.locator("progress").count()
     # The served model's own card, in the suite too.
-    page.locator("#patent-model").get_by_text("Model:").wait_for()
+    page.locator("#patent-model").get_by_text("measured: pearson").wait_for()
     panel.get_by_label("Anchor phrase").fill("upper valve")
     panel.get_by_label("Target phrase").fill("upper valves")
     pick_context(page, panel)

@@ -275,7 +275,12 @@ with gr.Blocks(title="Patent phrase similarity") as demo:
                 with gr.Column():
                     result = gr.Markdown()  # nothing until a pair is scored
                     score_notes = gr.Markdown(label="notes")
-            gr.Examples(EXAMPLES, [anchor, target, context], cache_examples=False)
+            gr.Examples(
+                EXAMPLES,
+                [anchor, target, context],
+                cache_examples=False,
+                example_labels=[f"{a} ↔ {t} · {c}" for a, t, c in EXAMPLES],  # no wide table
+            )
         with gr.Tab("Rank targets", elem_id="patent-rank"):
             with gr.Row():
                 with gr.Column():
@@ -289,7 +294,14 @@ with gr.Blocks(title="Patent phrase similarity") as demo:
                 with gr.Column():
                     ranking = gr.Markdown(elem_id="patent-ranking")  # nothing until ranked
                     rank_notes = gr.Markdown(label="notes")
-            gr.Examples(RANK_EXAMPLES, [r_anchor, r_context, r_targets], cache_examples=False)
+            gr.Examples(
+                RANK_EXAMPLES,
+                [r_anchor, r_context, r_targets],
+                cache_examples=False,
+                example_labels=[
+                    f"{a} · {c}: {t.count(chr(10)) + 1} targets" for a, c, t in RANK_EXAMPLES
+                ],
+            )
         with gr.Tab("Batch (CSV)", elem_id="patent-batch"):
             with gr.Row():
                 with gr.Column():
@@ -309,7 +321,9 @@ with gr.Blocks(title="Patent phrase similarity") as demo:
                     summary_md = gr.Markdown(label="summary")
                     scored = gr.File(label="Scored CSV", visible=False)
             plot = gr.Plot(label="Model against your scores", visible=False, elem_id="patent-plot")
-    model = gr.Markdown(elem_id="patent-model")  # the served model's own card, on page load
+    # Where the model comes from (its pinned commit) as the page is built; its own card and
+    # measured metrics replace it when the page opens (a few kB fetched, no weights).
+    model = gr.Markdown(ui.model_info(NAME), elem_id="patent-model")
     with gr.Accordion("What the scores mean", open=False):
         gr.Markdown(MEANINGS)
 
