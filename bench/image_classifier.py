@@ -16,6 +16,7 @@ on a shared machine hits both alike.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import sys
@@ -97,7 +98,8 @@ def bench_arch(arch: str, folder: Path, image: Path, reps: int) -> list[tuple[st
             clf.model(x).softmax(1)
 
     def predict(tta: bool = False, cam: bool = False) -> Callable[[], object]:
-        return lambda: app.predict(payload, tta, 0.5, cam)
+        # the handlers are async (ui.stoppable: the work in a thread, stopped on cancel)
+        return lambda: asyncio.run(app.predict(payload, tta, 0.5, cam))
 
     t_bare, t_pred = interleaved(bare, predict(), reps)
     rows = [
@@ -112,7 +114,9 @@ def bench_arch(arch: str, folder: Path, image: Path, reps: int) -> list[tuple[st
     t_plain, t_cam = interleaved(predict(), predict(cam=True), n)
     rows.append((arch, "Grad-CAM cost (x plain predict)", f"{med(t_cam) / med(t_plain):.1f}"))
     one, sixteen = interleaved(
-        lambda: app.classify([payload]), lambda: app.classify([payload] * 16), n
+        lambda: asyncio.run(app.classify([payload])),
+        lambda: asyncio.run(app.classify([payload] * 16)),
+        n,
     )
     per_s_1, per_s_16 = 1 / med(one), 16 / med(sixteen)
     rows.append((arch, "classify batch 1 / batch 16", f"{per_s_1:.1f} / {per_s_16:.1f} images/s"))

@@ -31,7 +31,7 @@ from dataclasses import replace  # noqa: E402
 import torch  # noqa: E402
 
 from models import text_to_image as t2i  # noqa: E402
-from models.text_to_image.pipeline import SCHEDULERS, _previewer  # noqa: E402
+from models.text_to_image.pipeline import SCHEDULERS, _Watch  # noqa: E402
 from models.text_to_image.settings import GRID_SCALES, Settings  # noqa: E402
 from tests.factories import sd15, tiny_sd  # noqa: E402
 
@@ -109,7 +109,7 @@ def cpu(reps: int, steps: int, size: int) -> None:
 
     # What the wrapper adds to a run, timed alone (steadier than the difference of two runs)
     gens = [torch.Generator().manual_seed(1)]
-    on_step = _previewer(None, None, 0.5, 0.0)
+    on_step = _Watch(None, None, 0.5, steps).on_step
     parts = race(
         {
             "check the settings (incl. tokenizing)": lambda: model.check(settings),

@@ -48,8 +48,88 @@ PROMPT = Limit(
     2000, "characters per prompt", "the text encoder reads 77 tokens (~300 characters) anyway"
 )
 
-# Files --------------------------------------------------------------------------------------
+# Pet breed classifier (and every image the classifier family reads) --------------------------
 BATCH_IMAGES = Limit(16, "images per batch", "one forward pass; more would delay everyone else")
+PHOTO_PIXELS = Limit(
+    8192 * 8192,
+    "pixels per image",
+    "a 67-megapixel photo is bigger than any phone's; more is a scan or a decompression bomb, "
+    "refused from its header before decoding",
+)
+
+# Build your own classifier --------------------------------------------------------------------
+BUILD_CLASSES = Limit(
+    10,
+    "categories",
+    "a few categories is what a few minutes of fine-tuning learns well; more need more "
+    "photos and time than one shared Space has",
+)
+BUILD_CATEGORY_TEXT = Limit(
+    500, "characters of category names", "10 categories of up to 40 characters, with commas"
+)
+BUILD_SUFFIX = Limit(40, "characters added to each search", "a word or two, such as 'photo'")
+BUILD_NAME = Limit(96, "characters per repo or Space name", "the Hub's own limit for a repo name")
+BUILD_DATASET = Limit(
+    200, "characters per dataset id", "owner/name, each at most 96 characters on the Hub"
+)
+BUILD_PHOTOS_PER_CLASS = Limit(
+    150,
+    "photos per category",
+    "a few dozen good photos per category is enough to fine-tune (the course uses about that "
+    "many); more would mostly lengthen the training queue",
+)
+BUILD_PHOTO_BYTES = Limit(
+    15_000_000,
+    "bytes per photo",
+    "phone photos are 2–8 MB; a bigger file is rarely a photo and would only slow everyone down",
+)
+BUILD_SESSION_BYTES = Limit(
+    400_000_000,
+    "bytes downloaded or uploaded per session",
+    "the server's disk and bandwidth are shared by every visitor",
+)
+BUILD_ZIP_FILES = Limit(
+    2000, "files in a zip", "a zip with more entries than the photo caps allow is refused unread"
+)
+BUILD_EPOCHS = Limit(
+    20, "epochs per training", "after the frozen one; a few are enough, the time cap ends more"
+)
+BUILD_TRAIN_SECONDS_CPU = Limit(
+    600,
+    "seconds of training per run on a CPU",
+    "one training runs at a time; the cap bounds the wait of the next person in line",
+)
+BUILD_TRAIN_SECONDS_GPU = Limit(
+    240,
+    "seconds of training per run on a GPU",
+    "GPU time on a shared (ZeroGPU) Space is rationed per call",
+)
+BUILD_SEARCH_SECONDS = Limit(
+    120,
+    "seconds per web search (all categories)",
+    "a search waits on other people's servers; past this, the photos found so far are kept",
+)
+BUILD_FETCH_SECONDS = Limit(
+    10, "seconds per photo download", "a slow server must not hold up the whole search"
+)
+BUILD_SESSION_SECONDS = Limit(
+    3600,
+    "seconds a session's photos and model are kept after its last use",
+    "your photos and model live only in your session; an idle one is deleted",
+)
+BUILD_WORKSPACES = Limit(
+    40, "sessions with photos at once", "each session's photos take disk on the one shared server"
+)
+
+# Text to image ------------------------------------------------------------------------------
+SCALES_TEXT = Limit(100, "characters of guidance scales", "six, as “1, 3, 5, 7.5, 10, 14”, need 25")
+CPU_PIXEL_STEPS = Limit(
+    512 * 512 * 12 * 4,
+    "pixel-steps per run on a CPU (width × height × steps × images)",
+    "a CPU serves one run at a time, for minutes with Stable Diffusion 1.5 on 2 vCPUs: the "
+    "4-scale guidance grid at 512×512 and 12 steps (the CPU defaults) is the most one visitor "
+    "may ask for",
+)
 
 # Patent phrase similarity ------------------------------------------------------------------
 PHRASE = Limit(500, "characters per phrase", "patent phrases are a few words (data's longest: 98)")

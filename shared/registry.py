@@ -269,6 +269,11 @@ def load(name: str) -> Any:
     return _cache[name]
 
 
+def loaded(name: str) -> bool:
+    """Whether model `name` is loaded in this process (its next `load` is instant)."""
+    return name in _cache
+
+
 def unload(name: str | None = None) -> None:
     """Forget loaded predictors (all, or one), so the next `load` reads the source again."""
     if name is None:

@@ -18,10 +18,6 @@ from shared import limits, ui
 
 log = logging.getLogger("demos")
 CONCURRENCY = 4  # requests at a time per event; GPU-heavy events set their own limit of 1
-WRONG_ARGUMENTS = (
-    "These arguments do not fit this endpoint: send a file with gradio_client's handle_file(), "
-    "and each other value as the page's “Use via API” link shows."
-)
 
 
 def configure_logging() -> None:
@@ -64,23 +60,32 @@ def prepare(demo: gr.Blocks) -> gr.Blocks:
 
     queue.push = capped
     queue._demos_capped = True
+    typed(demo)
+    return demo
+
+
+def typed(demo: gr.Blocks) -> None:
+    """An API caller's input of the wrong shape for a file component (a list where a photo
+    goes) fails gradio's own check before any handler runs, with no message at all: name
+    the input instead (one log line, no traceback)."""
     preprocess = demo.preprocess_data
 
-    async def checked(block_fn: Any, *args: Any, **kwargs: Any) -> Any:
-        # An API argument of the wrong shape (a string where a file goes, a number for a
-        # table) fails in gradio before any handler: a message, not a traceback and none.
+    async def checked(block_fn: Any, inputs: list, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await preprocess(block_fn, *args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as e:
-            log.info(
-                "%s: arguments refused (%s)", block_fn.api_name or block_fn.name, type(e).__name__
-            )
-            raise gr.Error(WRONG_ARGUMENTS, print_exception=False) from None
+            return await preprocess(block_fn, inputs, *args, **kwargs)
+        except ValueError as e:  # pydantic's ValidationError (not imported: gradio's own dep)
+            if not type(e).__module__.startswith("pydantic"):
+                raise
+            names = [getattr(b, "label", None) or type(b).__name__ for b in block_fn.inputs]
+            wrong = [n for b, n in zip(block_fn.inputs, names, strict=True) if b.data_model]
+            log.info("wrong input type for %s", block_fn.api_name or block_fn.name)
+            raise gr.Error(
+                f"An input is not of the type this endpoint takes: {', '.join(wrong)} must be "
+                "a file (with gradio_client: handle_file(path)).",
+                print_exception=False,
+            ) from None
 
     demo.preprocess_data = checked
-    return demo
 
 
 def options(**overrides: Any) -> dict[str, Any]:

@@ -31,6 +31,7 @@ table th, table th * { word-break: normal !important; overflow-wrap: normal !imp
 @media (max-width: 600px) {
   .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
   .demo-wide-only { display: none !important; }
+  .demo-gallery .grid-container { grid-template-columns: repeat(3, minmax(0, 1fr)) !important; }
 }
 """
 

@@ -18,12 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
-from models.image_classifier import cleaner, fetch, hub_data, job, limits, search, share
+from models.image_classifier import cleaner, fetch, hub_data, job, pieces, search, share
 from models.image_classifier import workspace as wsp
 from shared import hub as hub_io
-from shared import registry
+from shared import limits, registry
 from shared.errors import UserError
+from tests.conftest import above_the_fold
 from tests.factories import COLOURS, draw
 from tests.search_stub import Stub
 
@@ -206,14 +208,15 @@ def test_category_caps_are_named_with_their_reason():
         "red": "red photo",
         "blue x": "blue x photo",
     }
-    assert "| 2–10 categories |" in limits.table() and limits.CLASSES.reason in limits.table()
+    table = pieces.caps_table()
+    assert "| 2–10 categories |" in table and limits.BUILD_CLASSES.reason in table
 
 
 def test_photo_session_and_category_caps(stub, monkeypatch):
     ws = session()
     stub.extra = [f"{stub.url}/huge.jpg"]
     try:
-        monkeypatch.setattr(limits, "PHOTOS_PER_CLASS", limits.Cap(4, "photos", "test"))
+        monkeypatch.setattr(limits, "BUILD_PHOTOS_PER_CLASS", limits.Limit(4, "photos", "test"))
         p = photos_of(ws, "red, blue", per_class=10)
     finally:
         stub.extra = []
@@ -222,10 +225,11 @@ def test_photo_session_and_category_caps(stub, monkeypatch):
     bomb = fetch.fetch(f"{stub.url}/bomb.png", fetch.Policy(allow_loopback=True))
     assert ws.add(bomb, "green", "upload") == "too many pixels"  # from its header, undecoded
 
-    monkeypatch.setattr(limits, "CLASSES", limits.Cap(2, "categories", "test"))
+    monkeypatch.setattr(limits, "BUILD_CLASSES", limits.Limit(2, "categories", "test"))
     assert ws.add(stub.photo("green", 1), "green", "upload") == "over the cap of 2 categories"
 
-    monkeypatch.setattr(limits, "SESSION_BYTES", limits.Cap(ws.received + 10_000, "bytes", "test"))
+    cap = limits.Limit(ws.received + 10_000, "bytes", "test")
+    monkeypatch.setattr(limits, "BUILD_SESSION_BYTES", cap)
     with pytest.raises(wsp.SessionFull, match="the cap is"):
         for data in (stub.photo("red", i) for i in range(20, 40)):
             ws.add(data, "red", "upload")
@@ -255,7 +259,7 @@ def test_uploads_zips_and_their_caps(stub, tmp_path, monkeypatch):
     result = ws.add_files([archive], "")
     assert result == {"kept": 8, "larger than 15.0 MB": 1}
     assert ws.counts() == {"blue": 4, "green": 3, "red": 4}
-    monkeypatch.setattr(limits, "ZIP_FILES", limits.Cap(5, "files in a zip", "test"))
+    monkeypatch.setattr(limits, "BUILD_ZIP_FILES", limits.Limit(5, "files in a zip", "test"))
     with pytest.raises(UserError, match="the cap is 5 files in a zip"):
         ws.add_files([archive], "")
 
@@ -392,14 +396,25 @@ def test_one_training_at_a_time_and_the_others_see_their_place():
             list(line)
 
 
-def test_a_stop_pressed_before_the_run_starts_stops_it():
+def test_a_stop_pressed_before_the_run_starts_stops_it(monkeypatch):
+    monkeypatch.setattr(job, "EARLY", 0.3)
     switches = job.Switches()
-    assert not switches.stop("s")  # nothing armed, nothing running
     switches.arm("s")  # the click on Train; the run still waits in gradio's queue
     assert switches.stop("s")
     with switches.hold("s") as stop:
         assert stop.is_set()
     with switches.hold("s") as stop:  # the next run starts afresh
+        assert not stop.is_set()
+    # Train then Stop, whose request arrived first: the stop still counts
+    assert not switches.stop("s")
+    switches.arm("s")
+    with switches.hold("s") as stop:
+        assert stop.is_set()
+    # a Stop long before a Train does not stop it
+    assert not switches.stop("s")
+    time.sleep(0.4)
+    switches.arm("s")
+    with switches.hold("s") as stop:
         assert not stop.is_set()
 
 
@@ -465,13 +480,14 @@ def test_two_sessions_never_see_each_others_photos(load_space, launch):
     status_a, status_b = results["a"][0], results["b"][0]
     assert "**red**: 6" in status_a and "green" not in status_a and "yellow" not in status_a
     assert "**green**: 6" in status_b and "red" not in status_b and "blue" not in status_b
-    gallery_a = results["a"][3]  # (status, category, move-to, gallery): no state in the API
+    gallery_a = results["a"][1]  # (status, the session's photos): no state in the API
+    assert {g["caption"] for g in gallery_a} == {"red", "blue"} and len(gallery_a) == 12
     photo = gallery_a[0]["image"]
     colour = mean_colour(Path(photo))
     assert np.argmax(colour) in (0, 2)  # red or blue: session a's own photos only
-    # b has trained nothing and cannot reach a's workspace: its own empty one answers
-    labels, said, heatmap = b.predict(handle_file(photo), 0.5, False, api_name="/classify_photo")
-    assert "Train a model first" in said and heatmap is None
+    # b has trained nothing and cannot reach a's workspace: it is told so
+    with pytest.raises(AppError, match="Train a model first"):
+        b.predict(handle_file(photo), 0.5, False, api_name="/classify_photo")
 
 
 def test_a_closed_session_is_deleted_unless_its_reload_claims_it(tmp_path, monkeypatch):
@@ -487,7 +503,7 @@ def test_a_closed_session_is_deleted_unless_its_reload_claims_it(tmp_path, monke
     time.sleep(0.6)
     assert kept.dir.exists()
     stale = session("idle")
-    assert stale.id in wsp.sweep(now=time.time() + limits.SESSION_SECONDS.value + 1)
+    assert stale.id in wsp.sweep(now=time.time() + limits.BUILD_SESSION_SECONDS.value + 1)
     assert not stale.dir.exists() and not kept.dir.exists()
 
 
@@ -526,22 +542,22 @@ def search_clean_train(page, prefix: str, photos: str) -> None:
     assert "Skipped so far" in status.inner_text()
     shot(page, f"{prefix}-1-photos", "#build-data-status")
     page.locator("#build-gallery img").first.click()
-    page.locator("#build-clean-status").get_by_text("1 selected").wait_for()
+    page.locator("#build-gallery").get_by_text("1 selected").wait_for()
     shot(page, f"{prefix}-2-selected", "#build-gallery")
     page.locator("#build-remove").click()
-    page.locator("#build-clean-status").get_by_text("Removed 1 photo(s).").wait_for()
+    page.locator("#build-gallery").get_by_text("removed 1").wait_for()
     status.get_by_text("35 photos in 3 categories").wait_for()
     page.locator("#build-plan").get_by_text("Expected time").wait_for()
     epochs = page.locator("#build-epochs-n input[type=number]")
     epochs.fill("6")
     epochs.press("Tab")
     page.locator("#build-train").click()
-    page.locator("#build-train-status").get_by_text("Trained").wait_for(timeout=300_000)
+    page.locator("#build-train-progress").get_by_text("Trained").wait_for(timeout=300_000)
     words = page.locator("#build-epochs").inner_text().split()
     assert (words.count("frozen"), words.count("unfrozen")) == (1, 6), words
     page.locator("#build-confusion img").wait_for()
     page.locator("#build-losses img").first.wait_for()
-    shot(page, f"{prefix}-3-trained", "#build-train-status")
+    shot(page, f"{prefix}-3-trained", "#build-train-progress")
     shot(page, f"{prefix}-4-review", "#build-confusion")
     page.locator("#build-photo input[type=file]").set_input_files(photos)
     page.locator("#build-answer").get_by_text("red").wait_for()
@@ -562,9 +578,9 @@ def test_browser_search_clean_train_try_push(page, suite_url, stub, hub, tmp_pat
     search_clean_train(page, "1280", str(photo))
     # the top losses: select one and remove it (empty "move to")
     page.locator("#build-losses img").first.click()
-    page.locator("#build-loss-status").get_by_text("1 selected").wait_for()
+    page.locator("#build-losses").get_by_text("1 selected").wait_for()
     page.locator("#build-clean-loss").click()
-    page.locator("#build-loss-status").get_by_text("Removed 1. Retrain").wait_for()
+    page.locator("#build-losses").get_by_text("removed 1: retrain").wait_for()
     page.locator("#build-data-status").get_by_text("34 photos").wait_for()
     # an error a person can cause stays beside its control, and covers no input
     page.locator("#build-repo").get_by_role("textbox").fill("no spaces allowed")
@@ -582,10 +598,10 @@ def test_browser_search_clean_train_try_push(page, suite_url, stub, hub, tmp_pat
     page.locator("#build-data-status").get_by_text("34 photos in 3 categories").wait_for()
     page.locator("#build-repo").get_by_role("textbox").fill("colours-in-a-browser")
     page.locator("#build-push").click()
-    page.locator("#build-share-status").get_by_text("Pushed to").wait_for()
-    shot(page, "1280-7-pushed", "#build-share-status")
+    page.locator("#build-share").get_by_text("Pushed to").wait_for()
+    shot(page, "1280-7-pushed", "#build-share")
     page.locator("#build-space").click()
-    page.locator("#build-space-status").get_by_text("Your Space").wait_for()
+    page.locator("#build-space-result").get_by_text("Your Space").wait_for()
 
     import timm
 
@@ -617,15 +633,18 @@ def test_browser_phone_layout(browser, load_space, launch, stub, tmp_path, repo_
         page.goto(url)
         page.locator("#build-names").wait_for()
         shot(page, "390-0-start")
-        assert page.locator("#build-names").bounding_box()["y"] < 844
+        assert above_the_fold(page.locator("#build-names"))
+        assert above_the_fold(page.locator("#build-search"))  # the primary action too
         search_clean_train(page, "390", str(photo))
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"the page is {width} px wide"
         # Stop stops a retrain (the model trained before stays)
         page.locator("#build-retrain").click()
         page.locator("#build-train-stop").click()
-        page.locator("#build-train-status").get_by_text("Stopped").wait_for()
-        shot(page, "390-6-stopped", "#build-train-status")
+        # stopped while running (its progress says so) or still in line (its status line)
+        said = page.locator("#build-train-progress, #build-train-status").get_by_text("Stopped")
+        said.first.wait_for()
+        shot(page, "390-6-stopped", "#build-train-stop")
         # a zip of folders adds a category
         archive = tmp_path / "more.zip"
         with zipfile.ZipFile(archive, "w") as zf:
@@ -648,8 +667,11 @@ def test_browser_phone_layout(browser, load_space, launch, stub, tmp_path, repo_
         page.get_by_role("tab", name="Search the web").click()
         page.locator("#build-names").get_by_role("textbox").fill("just one")
         page.locator("#build-search").click()
-        status.get_by_text("Type at least 2 categories").wait_for()
+        mistake = page.locator("#build-search-status").get_by_text("Type at least 2 categories")
+        mistake.wait_for()
+        page.wait_for_timeout(10_000)
+        assert mistake.is_visible()  # it stays
         page.locator("#build-names").get_by_role("textbox").fill("red, blue")
-        shot(page, "390-8-error", "#build-data-status")
+        shot(page, "390-8-error", "#build-search-status")
     finally:
         context.close()

@@ -32,6 +32,7 @@ from models.image_classifier.predict import load
 from models.image_classifier.train import freeze, param_groups, train
 from shared import registry
 from shared.errors import ModelError, UserError
+from tests.conftest import above_the_fold, no_horizontal_scroll
 from tests.factories import COLOURS, colour_photos, draw, png_bomb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -446,17 +447,22 @@ def test_space_answers_through_the_registry_and_gradio_client(space, trained):
             expected.top
         )
 
-    labels, words, heatmap = client.predict(
+    answer, heatmap = client.predict(
         handle_file(str(model.examples[0])), True, 0.5, True, api_name="/predict"
     )
-    assert labels["label"] in words and Path(heatmap).stat().st_size > 0
-    _, words, heatmap = client.predict(
+    best = answer["confidences"][0]
+    assert answer["label"] == best["label"] in model.labels and not answer["not_sure"]
+    assert best["confidence"] >= 0.5 and Path(heatmap).stat().st_size > 0
+    with Image.open(heatmap) as im, Image.open(model.examples[0]) as photo:
+        assert abs(im.width / im.height - photo.width / photo.height) < 0.02  # the whole photo
+    answer, heatmap = client.predict(
         handle_file(str(model.examples[0])), False, 1.0, False, api_name="/predict"
     )
-    assert words.startswith("### 🤔 Not sure") and heatmap is None
+    assert answer["label"] is None and answer["not_sure"] and heatmap is None
 
-    gallery, _ = app.show_examples()  # copied where gradio may serve them from
-    assert [g["image"]["orig_name"] for g in gallery.value] == [p.name for p in model.examples]
+    shown = app.examples()  # copied where gradio may serve them from, captioned
+    assert [Path(f).name for f, _ in shown] == [p.name for p in model.examples]
+    assert all(caption[:1].isupper() and "_" not in caption for _, caption in shown)
 
 
 def test_space_refuses_bad_input_clearly_and_keeps_serving(space, bad):
@@ -466,10 +472,10 @@ def test_space_refuses_bad_input_clearly_and_keeps_serving(space, bad):
     _, client = space
     for name, problem in EXPECTED.items():
         if problem is None:
-            labels, words, _ = client.predict(
+            answer, _ = client.predict(
                 handle_file(str(bad[name])), False, 0.0, True, api_name="/predict"
             )
-            assert labels["label"] in words, name
+            assert answer["label"] in COLOURS, name
         else:
             with pytest.raises(AppError, match=re.escape(problem)):
                 client.predict(handle_file(str(bad[name])), api_name="/classify")
@@ -543,18 +549,67 @@ def test_pets_training_end_to_end(data_dir, tmp_path):
 
 
 @pytest.mark.browser
-def test_browser_upload_shows_labels(page, suite_url, use_model, trained, data):
+def test_browser_classify_reword_and_examples(page, suite_url, use_model, trained, data, shot):
     from shared import suite
 
     use_model("pets-classifier", str(trained["out"]))
     page.goto(suite_url)
     page.get_by_role("tab", name=suite.label("image_classifier")).click()
+    page.locator("#pets-model").get_by_text("Model:").wait_for()  # its story, in the suite too
     photo = str(data / "green" / "green_7.png")
     page.locator("#pets-photo input[type=file]").first.set_input_files(photo)
-    page.locator("#pets-answer").get_by_text("green").wait_for()
-    page.locator("#pets-labels").get_by_text("blue").wait_for()  # the runners-up, with bars
+    answer = page.locator("#pets-answer")
+    answer.get_by_text("Green").wait_for()  # written for people: "Green", not "green"
+    page.locator("#pets-labels").get_by_text("Blue").wait_for()  # the runners-up, with bars
     page.locator("#pets-cam img").wait_for()
+    shot(page, "1280-answer")
+    # a threshold typed and Enter: the answer is reworded at once, with no model call
+    threshold = page.locator("#pets-threshold input[type=number]")
+    threshold.fill("1")
+    threshold.press("Enter")
+    answer.get_by_text("Not sure").wait_for()
+    shot(page, "1280-not-sure")
+    # the examples are a visible gallery, loaded with the page: a click classifies one
+    example = page.locator("#pets-examples img").first
+    example.wait_for()
+    assert example.bounding_box()["width"] >= 80  # thumbnails, not clipped specks
+    threshold.fill("0.5")
+    threshold.press("Enter")
+    example.click()  # 01-blue.jpg, from the model folder
+    answer.get_by_text("Blue").wait_for()
+    shot(page, "1280-example")
 
-    page.get_by_role("button", name="Show example photos from the model repo").click()
-    page.locator("#pets-examples img").first.click()  # 01-blue.jpg, from the model folder
-    page.locator("#pets-answer").get_by_text("blue").wait_for()
+
+@pytest.mark.browser
+def test_browser_a_mistake_stays_beside_the_button(page, suite_url, use_model, trained, bad, shot):
+    from shared import suite
+
+    use_model("pets-classifier", str(trained["out"]))
+    page.goto(suite_url)
+    page.get_by_role("tab", name=suite.label("image_classifier")).click()
+    page.locator("#pets-photo input[type=file]").first.set_input_files(str(bad["text.jpg"]))
+    status = page.locator("#pets-status").get_by_text("is not an image")
+    status.wait_for()
+    page.wait_for_timeout(10_000)
+    assert status.is_visible()  # it stays, under the Classify button
+    page.locator("#pets-threshold input[type=number]").click()  # no overlay over the inputs
+    page.locator("#pets-classify").click()
+    shot(page, "1280-error")
+
+
+@pytest.mark.browser
+def test_browser_phone_layout(phone, load_space, launch, use_model, trained, data, shot):
+    use_model("pets-classifier", str(trained["out"]))
+    phone.goto(launch(load_space("image_classifier").demo))
+    photo = phone.locator("#pets-photo")
+    photo.wait_for()
+    assert above_the_fold(photo) and above_the_fold(phone.locator("#pets-classify"))
+    shot(phone, "390-start")
+    photo.locator("input[type=file]").first.set_input_files(str(data / "red" / "red_3.png"))
+    phone.locator("#pets-answer").get_by_text("Red").wait_for()
+    phone.locator("#pets-examples img").first.wait_for()
+    boxes = [img.bounding_box() for img in phone.locator("#pets-examples img").all()]
+    assert all(b["x"] >= 0 and b["x"] + b["width"] <= 390 for b in boxes)  # none cut off
+    assert {round(b["width"]) for b in boxes} and min(b["width"] for b in boxes) >= 80
+    assert no_horizontal_scroll(phone)
+    shot(phone, "390-answer")

@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
@@ -288,20 +289,6 @@ def test_stream_yields_previews_then_the_result_and_closing_it_stops_the_run(mod
         list(stream.stream(model, "generate", replace(SMALL, seed=-1)))
 
 
-def test_follow_registers_the_stop_switch_and_remembers_the_speed(model, monkeypatch):
-    monkeypatch.setattr(cfg, "_speed", [])
-    seen = []
-
-    def run():
-        seen.append(stream.switch("s2") is stream._stops["s2"])
-        yield from stream.stream(model, "generate", SMALL, stop=stream.switch("s2"))
-
-    kinds = [kind for kind, _ in stream.follow("s2", run())]
-    assert kinds[-1] == "done" and seen == [True]
-    assert "s2" not in stream._stops and not stream.stop("s2")
-    assert cfg._speed and "About" in cfg.estimate(12, 512, 512, 1, 7.5)
-
-
 def test_safety_checker_flags_are_replaced_by_a_notice(tiny):
     m = t2i.load(tiny)
     with torch.no_grad():  # every cosine now scores above its threshold
@@ -323,8 +310,10 @@ def test_png_metadata_round_trips_and_remakes_the_image(model, tmp_path):
     image = model.generate(settings).images[0]
     path = png.save_png(image, tmp_path / "made.png")
     restored = png.read_settings(path)
-    assert restored["model"] == model.repo and restored["revision"] == model.revision
-    again = {k: v for k, v in restored.items() if k not in ("model", "revision")}
+    # served from a local folder: the PNG names no model (never a local path)
+    assert model.repo is None and "model" not in restored
+    assert str(tmp_path.parent) not in str(Image.open(path).text)
+    again = dict(restored)
     assert again == {k: v for k, v in vars(settings).items() if k != "images"}
     remade = model.generate(cfg.Settings(**again)).images[0]
     assert np.array_equal(pixels(remade), pixels(Image.open(path)))
@@ -343,8 +332,20 @@ def test_png_without_settings_and_other_files_are_refused(tmp_path):
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(UserError, match="no generation settings"):
         png.read_settings(tmp_path / "bare.png")
-    with pytest.raises(UserError, match="not an image"):
+    with pytest.raises(UserError, match="could not be read as an image"):
         png.read_settings(tmp_path / "notes.png")
+    # settings that are not valid here are skipped and named; a damaged prompt is refused
+    info = PngImagePlugin.PngInfo()
+    meta = {"prompt": "a cat", "steps": "lots", "seed": -4, "width": 64, "scheduler": "Heun"}
+    info.add_text("generation", json.dumps(meta))
+    Image.new("RGB", (8, 8)).save(tmp_path / "odd.png", pnginfo=info)
+    restored = png.read_settings(tmp_path / "odd.png")
+    assert restored == {"prompt": "a cat", "width": 64, "skipped": ["steps", "seed", "scheduler"]}
+    info = PngImagePlugin.PngInfo()
+    info.add_text("generation", json.dumps({"prompt": "x" * 5000}))
+    Image.new("RGB", (8, 8)).save(tmp_path / "long.png", pnginfo=info)
+    with pytest.raises(UserError, match="the limit is 2,000 characters per prompt"):
+        png.read_settings(tmp_path / "long.png")
 
 
 # --- bad input --------------------------------------------------------------------------------
@@ -361,28 +362,32 @@ def test_bad_input_gets_a_clear_message_or_a_clamped_value_with_a_notice(model):
     long = " ".join(f"word{i}" for i in range(30))  # character tokens: far beyond 77
     assert "was cut: “ord14 word15" in notes(prompt=long) and "word29”" in notes(prompt=long)
     assert checked(guidance=-3).guidance == 0 and "outside 0–20" in notes(guidance=-3)
-    assert checked(guidance=1e9).guidance == 20 and checked(guidance=float("inf")).guidance == 20
+    assert checked(guidance=1e9).guidance == 20
     assert checked(steps=0).steps == 1 and checked(steps=10_000).steps == cfg.MAX_STEPS
     assert checked(width=101).width == 104 and "multiple of 8" in notes(width=101)
     assert checked(height=4096).height == 768 and "too large for this device" in notes(height=4096)
     assert checked(images=50).images == cfg.MAX_IMAGES
     assert "negative prompt is ignored" in notes(guidance=1, negative_prompt="blur")
     for change, message in [
-        ({"guidance": float("nan")}, "Guidance scale must be a number"),
-        ({"guidance_rescale": float("nan")}, "Guidance rescale must be a number"),
-        ({"steps": float("nan")}, "Steps must be a number"),
-        ({"width": "wide"}, "Width must be a number"),
+        ({"guidance": float("nan")}, "guidance scale must be a finite number"),
+        ({"guidance": float("inf")}, "guidance scale must be a finite number"),
+        ({"guidance_rescale": float("nan")}, "guidance rescale must be a finite number"),
+        ({"steps": float("nan")}, "number of steps must be a finite number"),
+        ({"width": "wide"}, "width must be a number, not “wide”"),
+        ({"prompt": "a\ud800"}, "prompt contains a character that is not valid text"),
+        ({"prompt": "a" * 2001}, "the limit is 2,000 characters per prompt"),
+        ({"width": 768, "height": 768, "steps": 100, "images": 4}, "Too much for a CPU"),
         ({"seed": -1}, "Seed must be a whole number from 0 to 4294967295"),
         ({"seed": 2**32}, "Seed must be a whole number"),
         ({"seed": 1.5}, "Seed must be a whole number"),
-        ({"scheduler": "Heun"}, "Unknown scheduler 'Heun'; choose one of DPM\\+\\+ 2M Karras"),
+        ({"scheduler": "Heun"}, "Unknown scheduler “Heun”; choose one of DPM\\+\\+ 2M Karras"),
     ]:
         with pytest.raises(UserError, match=message):
             model.check(replace(SMALL, **change))
     for scales, message in [
         ("1, lots", "numbers separated by commas"),
         ("", "between 1 and 6"),
-        ([1, float("nan")], "must be a number"),
+        ([1, float("nan")], "must be a finite number"),
     ]:
         with pytest.raises(UserError, match=message):
             model.guidance_grid(SMALL, scales)
@@ -479,52 +484,228 @@ def test_previews_stream_to_the_client_and_stop_cancels(space, sd, launch, monke
         counter.remove()
 
 
-def test_stop_button_and_restore_handlers(space, sd, tmp_path):
-    class Request:
-        session_hash = "s1"
+def test_cancelled_runs_stop_within_a_second_and_hold_the_slot_until_then(
+    space, sd, launch, monkeypatch
+):
+    """Three large jobs, each submitted then cancelled through gradio_client: never two at once
+    (a cancelled run holds the only slot until it stopped), idle within a second."""
+    from gradio_client import Client
 
-    assert space.stop(Request()) == "Nothing is running."
-    stop = stream._stops["s1"] = threading.Event()
-    assert space.stop(Request()) == "⏹ Stopped." and stop.is_set()
-    del stream._stops["s1"]
+    runs = {"active": 0, "most": 0, "calls": 0}
+    generate = sd.generate
+
+    def counted(*args, **kwargs):
+        runs["active"] += 1
+        runs["calls"] += 1
+        runs["most"] = max(runs["most"], runs["active"])
+        try:
+            return generate(*args, **kwargs)
+        finally:
+            runs["active"] -= 1
+
+    monkeypatch.setattr(sd, "generate", counted)
+    counter = UNetCalls(sd.pipe.unet)
+    slow = sd.pipe.unet.register_forward_pre_hook(lambda m, a: time.sleep(0.05))
+    last = []
+    stamp = sd.pipe.unet.register_forward_hook(lambda m, a, o: last.append(time.monotonic()))
+    try:
+        client = Client(launch(space.demo), verbose=False)
+        jobs = []
+        for i in range(3):  # each 100 steps x 4 images: 100 x 0.05 s of UNet at least, uncut
+            args = ("a cat", "", 7.5, 0, 100, "DDIM", 64, 64, 4, i, False)
+            jobs.append(client.submit(*args, api_name="/generate"))
+            time.sleep(1.0)
+            jobs[-1].cancel()
+        cancelled = time.monotonic()
+        time.sleep(2)
+        ran = len(counter.batches)
+    finally:
+        for hook in (slow, stamp):
+            hook.remove()
+        counter.remove()
+    # each ran, one at a time (counted outside the model's own lock)
+    assert runs == {"active": 0, "most": 1, "calls": 3}
+    assert 0 < ran < 100  # 300 steps had they not stopped
+    assert last[-1] < cancelled + 1.0  # idle within a second of the last cancel
+    assert client.predict("a cat", "", 1, 0, 2, "DDIM", 64, 64, 1, 3, False, api_name="/generate")
+
+
+def test_loading_shows_only_when_the_model_loads_and_bad_input_loads_nothing(space, sd):
+    args = ("a cat", "", 7.5, 0, 2, "DDIM", 64, 64, 1, 5, False)
+
+    def infos(run) -> list[str]:
+        return [out[2] for out in run if isinstance(out[2], str)]
+
+    registry.unload(NAME)
+    with pytest.raises(UserError, match="Seed must be a whole number"):
+        next(space.generate(*args[:-2], -5, False))  # refused before anything loads
+    assert not registry.loaded(NAME)
+    first = infos(space.generate(*args))
+    assert first[0] == "⏳ Loading the model (first use)…" and first[-1].startswith("Image in")
+    again = infos(space.generate(*args))
+    assert not any("Loading" in line for line in again) and again[-1].startswith("Image in")
+
+
+def test_stop_line_and_restore_handlers(space, sd, tmp_path):
+    assert space.stopped("Step 4 of 30 · 1.2 s so far") == "⏹ Stopped after step 4 of 30."
+    assert space.stopped("⏳ Loading the model (first use)…") == "⏹ Stopped."
+    assert space.stopped("Image in 2.0 s") == gr.skip()  # nothing was running: left as it was
 
     image = sd.generate(replace(SMALL, guidance=3)).images[0]
     values = space.restore(str(png.save_png(image, tmp_path / "x.png")))
     assert values[:9] == ("a cat in a hat", "", 3.0, 0.0, 3, "DPM++ 2M Karras", 64, 64, 42)
     assert values[9] is False and "restored" in values[-1]
+    # a PNG not made here: the reason in the status line; no control touched, no overlay
     Image.new("RGB", (8, 8)).save(tmp_path / "bare.png")
-    import gradio as gr
+    page = space.ui.reported(space.restore, clear=(*[False] * 11, True))
+    *controls, note, status = page(str(tmp_path / "bare.png"))
+    assert all(c == gr.skip() for c in controls) and note is None
+    assert "no generation settings" in status
 
-    with pytest.raises(gr.Error, match="no generation settings"):
-        space.restore(str(tmp_path / "bare.png"))
 
-
-def test_time_estimate_uses_the_last_run(space, sd, monkeypatch):
+def test_time_estimate_uses_the_last_run_and_shows_the_cpu_budget(space, sd, monkeypatch):
     monkeypatch.setattr(cfg, "_speed", [])  # as in a fresh process
     assert "first run" in space.estimate(12, 512, 512, 1, 7.5)
     cfg.remember(1e-6)
     assert "About 6 s" in space.estimate(12, 512, 512, 1, 7.5)  # 2 passes x 12 x 512²
     assert "About 3 s" in space.estimate(12, 512, 512, 1, 1)  # guidance off: half
+    assert "25% of a CPU run's budget" in space.estimate(12, 512, 512, 1, 7.5)
+    assert "100% of a CPU run's budget" in space.grid_estimate(12, 512, 512, "1, 3, 7.5, 14")
+    over = space.estimate(100, 768, 768, 4, 7.5)  # the request that held the slot 4.6 minutes
+    assert over.startswith("⚠️ Too much for a CPU") and "at most 5 steps at this size" in over
+    assert "must be a number" in space.estimate("x", 512, 512, 1, 7.5)
+    assert "numbers separated by commas" in space.grid_estimate(12, 512, 512, "1, lots")
+
+
+def open_tab(page, suite_url: str) -> None:
+    from shared import suite
+
+    page.goto(suite_url)
+    page.get_by_role("tab", name=suite.label("text_to_image")).click()
+    page.locator("#sd-prompt textarea").wait_for()
+
+
+def set_number(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
 
 
 @pytest.mark.browser
-def test_browser_generates_an_image_in_the_suite(page, suite_url, use_model, tiny_repo):
-    from shared import suite
-
+def test_browser_generates_then_compares_in_the_suite(
+    page, suite_url, use_model, tiny_repo, shot, monkeypatch
+):
     use_model(NAME, tiny_repo)
-    page.goto(suite_url)
-    page.get_by_role("tab", name=suite.label("text_to_image")).click()
+    monkeypatch.setattr(stream, "PREVIEW_SECONDS", 0)  # the suite runs in this process
+    open_tab(page, suite_url)
+    # the served model's own card (demo.load fires in the suite too): a link to its commit
+    page.locator(f"#sd-about a[href*='{tiny_repo}/tree/']").wait_for()
     page.locator("#sd-prompt textarea").fill("a red cube")
-    for side in ("#sd-width", "#sd-height"):
-        box = page.locator(f"{side} input[type=number]")
-        box.fill("64")
-        box.press("Enter")
-    page.locator("#sd-steps input[type=number]").fill("3")
-    page.locator("#sd-steps input[type=number]").press("Enter")
+    for elem_id, value in (("sd-width", 64), ("sd-height", 64), ("sd-steps", 3)):
+        set_number(page, elem_id, value)
     page.locator("#sd-generate").click()
     page.locator("#sd-gallery img").first.wait_for()
-    page.locator("#sd-status").get_by_text("3 steps").wait_for()
-    page.locator("#sd-status").get_by_text("64×64").wait_for()
+    info = page.locator("#sd-info")
+    info.get_by_text("3 steps").wait_for()
+    info.get_by_text("64×64").wait_for()
+    assert "Loading the model" not in info.inner_text()
+    shot(page, "generated")
+    # the grid at 512²: its live preview shows every scale, uncut, with no label over them
+    for elem_id, value in (("sd-width", 512), ("sd-height", 512), ("sd-steps", 12)):
+        set_number(page, elem_id, value)  # 4 scales at 512² x 12 steps: all a CPU run may take
+    page.get_by_role("tab", name="Guidance grid").click()
+    slow = registry.load(NAME).pipe.unet.register_forward_pre_hook(lambda m, a: time.sleep(0.5))
+    try:
+        page.locator("#sd-compare").click()
+        page.locator("#sd-grid-info").get_by_text("Step 2 of").wait_for()
+        shot(page, "grid-live-preview")
+        live = page.locator("#sd-grid-preview img").bounding_box()
+        assert live["width"] <= page.locator("#sd-grid-preview").bounding_box()["width"] + 1
+        assert live["width"] > 3 * live["height"]  # all four tiles, not two of them cropped
+    finally:
+        slow.remove()
+    page.locator("#sd-grid img").wait_for()
+    page.locator("#sd-grid-info").get_by_text("Grid (1, 3, 7.5, 14)").wait_for()
+    grid = page.locator("#sd-grid img").bounding_box()
+    column = page.locator("#sd-grid").bounding_box()
+    assert grid["width"] <= column["width"] + 1 and grid["width"] > 3 * grid["height"]
+    shot(page, "grid-done")
+
+
+@pytest.mark.browser
+def test_browser_error_states_stay_beside_their_controls(
+    page, suite_url, use_model, tiny_repo, shot, tmp_path
+):
+    use_model(NAME, tiny_repo)
+    open_tab(page, suite_url)
+    # a CPU run over its budget: refused in the status line under Generate, nothing covered
+    for elem_id, value in (("sd-width", 768), ("sd-height", 768), ("sd-steps", 100)):
+        set_number(page, elem_id, value)
+    page.locator("#sd-eta").get_by_text("Too much for a CPU").wait_for()  # before it runs
+    page.locator("#sd-generate").click()
+    status = page.locator("#sd-status")
+    status.get_by_text("Too much for a CPU").wait_for()
+    # a PNG not made here, dropped on "Restore settings": the reason beside it, no overlay
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
+    page.locator("#sd-restore input[type=file]").set_input_files(str(tmp_path / "photo.png"))
+    restore = page.locator("#sd-restore-status")
+    restore.get_by_text("no generation settings").wait_for()
+    page.wait_for_timeout(10_000)
+    assert status.is_visible() and "Too much for a CPU" in status.inner_text()
+    assert restore.is_visible() and "no generation settings" in restore.inner_text()
+    shot(page, "errors-after-10s")
+    prompt = page.locator("#sd-prompt textarea")
+    prompt.click()  # not covered: a click reaches it
+    prompt.fill("still typing")
+    assert prompt.input_value() == "still typing"
+    set_number(page, "sd-steps", 4)  # a smaller run clears the error
+    page.locator("#sd-eta").get_by_text("of a CPU run's budget").wait_for()
+
+
+@pytest.mark.browser
+def test_browser_a_second_visitor_sees_their_place_in_the_queue(
+    browser, suite_url, use_model, tiny_repo, shot
+):
+    use_model(NAME, tiny_repo)
+    slow = registry.load(NAME).pipe.unet.register_forward_pre_hook(lambda m, a: time.sleep(0.3))
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 900}) for _ in range(2)]
+    try:
+        first, second = (c.new_page() for c in contexts)
+        for page in (first, second):
+            page.set_default_timeout(90_000)
+            open_tab(page, suite_url)
+            for elem_id, value in (("sd-width", 64), ("sd-height", 64), ("sd-steps", 30)):
+                set_number(page, elem_id, value)
+        first.locator("#sd-generate").click()
+        first.locator("#sd-info").get_by_text("Step ").wait_for()
+        second.locator("#sd-generate").click()
+        second.locator("#sd-info").get_by_text("queue: 1/1").wait_for()  # its place is shown
+        second.locator("#sd-info").screenshot(
+            path=str(shot(second, "waiting").with_name("place.png"))
+        )
+        first.locator("#sd-stop").click()
+        first.locator("#sd-info").get_by_text("⏹ Stopped after step").wait_for()
+        second.locator("#sd-info").get_by_text("Step ").wait_for()  # its turn came
+        second.locator("#sd-stop").click()
+    finally:
+        slow.remove()
+        for c in contexts:
+            c.close()
+
+
+@pytest.mark.browser
+def test_browser_phone_layout(phone, suite_url, use_model, tiny_repo, shot):
+    from tests.conftest import above_the_fold, no_horizontal_scroll
+
+    use_model(NAME, tiny_repo)
+    open_tab(phone, suite_url)
+    phone.locator(f"#sd-about a[href*='{tiny_repo}/tree/']").wait_for()
+    phone.get_by_text("a bowl of ramen").wait_for()  # the examples, as buttons
+    phone.evaluate("() => window.scrollTo(0, 0)")
+    shot(phone, "phone")
+    assert above_the_fold(phone.locator("#sd-prompt textarea"))
+    assert above_the_fold(phone.locator("#sd-generate"))
+    assert no_horizontal_scroll(phone)
 
 
 def test_gpu_speed_ups_keep_the_images(tiny):

@@ -17,7 +17,7 @@ light (no torch): the registry entry `SPEC` and a `load` that imports the predic
 - cli.py: the commands of `demos ... image-classifier`
 
 Building a classifier in the browser (the build_classifier Space), torch-free unless noted:
-- limits.py: its caps, each with its reason
+- its caps: the "Build your own classifier" section of shared/limits.py, each with its reason
 - fetch.py: fetching a URL someone else chose: public addresses only, byte cap, time limit
 - search.py: a web image search (ddgs), its photos downloaded into a workspace
 - workspace.py: a session's own photos (checked, deduplicated), cleaning, its model; expiry
@@ -26,7 +26,9 @@ Building a classifier in the browser (the build_classifier Space), torch-free un
 - review.py: after training: confusion matrix, per-class accuracy, top losses (torch)
 - share.py: the model card, the push with the visitor's token, their own Space
 - cleaner.py: the photo galleries and their selection; the live view of a training run
-- pieces.py: gradio pieces: the try-it panel, errors as status lines, the sign-in button
+- pieces.py: gradio pieces: the try-it panel, the answer as data and for people, the caps
+  table, the sign-in button
+- steps.py: the builder page's steps that need no accelerator (cleaning, estimate, sharing)
 """
 
 from __future__ import annotations

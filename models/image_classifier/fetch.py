@@ -21,12 +21,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-from models.image_classifier import limits
+from shared import limits
 from shared.errors import UserError
 
 MAX_REDIRECTS = 5
 USER_AGENT = "Mozilla/5.0 (compatible; fastai-course-demos image builder)"
 ALLOW_LOOPBACK_ENV = "DEMO_FETCH_ALLOW_LOOPBACK"  # tests only: their photos are on 127.0.0.1
+
+
+def mb(n: float) -> str:
+    """Bytes for people."""
+    return f"{n / 1e6:.1f} MB"
 
 
 class Refused(UserError):
@@ -35,8 +40,8 @@ class Refused(UserError):
 
 @dataclass(frozen=True)
 class Policy:
-    max_bytes: int = int(limits.PHOTO_BYTES.value)
-    timeout: float = limits.FETCH_SECONDS.value
+    max_bytes: int = int(limits.BUILD_PHOTO_BYTES.value)
+    timeout: float = limits.BUILD_FETCH_SECONDS.value
     allow_loopback: bool = False
 
     @classmethod
@@ -143,7 +148,7 @@ def fetch(
                 raise Refused(f"{host} sent {kind_header}, not a photo")
             size = response.getheader("Content-Length")
             if size and size.isdigit() and int(size) > policy.max_bytes:
-                raise Refused(f"the file is larger than {limits.mb(policy.max_bytes)}")
+                raise Refused(f"the file is larger than {mb(policy.max_bytes)}")
             return _read(response, policy.max_bytes, deadline, stop)
         except (OSError, http.client.HTTPException) as e:
             raise Refused(f"{host} could not be reached ({type(e).__name__})") from None
@@ -158,7 +163,7 @@ def _read(response, max_bytes: int, deadline: float, stop: threading.Event | Non
     while chunk := response.read(64 * 1024):
         size += len(chunk)
         if size > max_bytes:
-            raise Refused(f"the file is larger than {limits.mb(max_bytes)}")
+            raise Refused(f"the file is larger than {mb(max_bytes)}")
         if time.monotonic() > deadline:
             raise Refused("the download took too long")
         if stop is not None and stop.is_set():

@@ -13,9 +13,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from models.image_classifier import limits
+from models.image_classifier.fetch import mb
 from models.image_classifier.images import IMAGE_EXTS
 from models.image_classifier.workspace import Workspace, clean_label
+from shared import limits
 from shared.errors import UserError
 
 SPLITS = {"train", "training", "valid", "val", "validation", "test", "data"}
@@ -56,12 +57,12 @@ def collect(
             f"{repo} has no photos in folders (imagefolder layout: category/photo.jpg). "
             "Datasets stored as Parquet are not supported here; upload a zip instead."
         )
-    if len(found) > limits.CLASSES.value:
+    if len(found) > limits.BUILD_CLASSES.value:
         raise UserError(
-            f"{repo} has {len(found)} categories; the cap is {limits.CLASSES} "
-            f"({limits.CLASSES.reason})."
+            f"{repo} has {len(found)} categories; the cap is {limits.BUILD_CLASSES} "
+            f"({limits.BUILD_CLASSES.reason})."
         )
-    per_class = int(min(per_class, limits.PHOTOS_PER_CLASS.value))
+    per_class = int(min(per_class, limits.BUILD_PHOTOS_PER_CLASS.value))
     chosen = [(label, f) for label, fs in sorted(found.items()) for f in sorted(fs)[:per_class]]
     outcomes: Counter = Counter()
     tmp = ws.dir / "incoming" / "hub"
@@ -84,8 +85,8 @@ def collect(
             except HfHubHTTPError:
                 outcomes[ws.skip("could not be downloaded")] += 1
                 continue
-            if path.stat().st_size > limits.PHOTO_BYTES.value:
-                outcomes[ws.skip(f"larger than {limits.mb(limits.PHOTO_BYTES.value)}")] += 1
+            if path.stat().st_size > limits.BUILD_PHOTO_BYTES.value:
+                outcomes[ws.skip(f"larger than {mb(limits.BUILD_PHOTO_BYTES.value)}")] += 1
             else:
                 outcomes[ws.add(path.read_bytes(), clean_label(folder), source) or "kept"] += 1
             path.unlink(missing_ok=True)

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from shared import limits
 from shared.errors import UserError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
-MAX_PIXELS = 8192 * 8192  # refuse bigger images before decoding them (decompression bombs)
 MIN_SIDE = 16  # smaller images carry too little to classify
 
 
@@ -31,7 +31,7 @@ def read_image(path: str | Path, *, min_side: int | None = None) -> tuple[Image.
     Returns the image and a note for the user (or None).
     """
     path = Path(path)
-    name = path.name
+    name = limits.excerpt(path.name, 60)  # a name someone chose: never echoed in full
     if not path.is_file():
         raise UserError(f"{name}: file not found.")
     if path.stat().st_size == 0:
@@ -49,7 +49,7 @@ def read_image(path: str | Path, *, min_side: int | None = None) -> tuple[Image.
         ) from None
     with im:
         w, h = im.size
-        if w * h > MAX_PIXELS:
+        if w * h > limits.PHOTO_PIXELS.value:
             raise UserError(_too_big(name, w * h, (w, h)))
         if min(w, h) < MIN_SIDE:
             raise UserError(
@@ -70,17 +70,17 @@ def read_image(path: str | Path, *, min_side: int | None = None) -> tuple[Image.
             if orientation != 1:
                 im = ImageOps.exif_transpose(im)
             return to_rgb(im), note
-        except (OSError, SyntaxError, ValueError, EOFError, UserError) as e:
-            raise UserError(
-                f"{name} is truncated or corrupt and cannot be decoded ({e})."
-            ) from None
+        except UserError:
+            raise  # a colour mode it cannot convert: said as it is
+        except (OSError, SyntaxError, ValueError, EOFError):
+            raise UserError(f"{name} is truncated or corrupt and cannot be decoded.") from None
 
 
 def _too_big(name: str, pixels: int, size: tuple[int, int] | None = None) -> str:
     dims = f"{size[0]}×{size[1]} pixels, " if size else ""
     what = f" is too large ({dims}{pixels / 1e6:.0f} megapixels)" if pixels else " is too large"
     return (
-        f"{name}{what}; the limit is {MAX_PIXELS / 1e6:.0f} megapixels. "
+        f"{name}{what}; the limit is {limits.PHOTO_PIXELS.value / 1e6:.0f} megapixels. "
         "Please upload a smaller image."
     )
 

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.image_classifier import BASES, limits
+from models.image_classifier import BASES
+from models.image_classifier.workspace import MIN_CLASSES
 from shared import device as devices
+from shared import limits
 from shared.errors import UserError
 
 CPU_SIZE = 160  # px: a CPU trains about twice as fast as at 224 and small photos suffice
@@ -73,9 +75,9 @@ def plan(photos: Path, out: Path, counts: dict[str, int], base: str, epochs: int
     """Check the data is enough and estimate the run, before anything starts."""
     if base not in BASES:
         raise UserError(f"Pick a model: {', '.join(BASES)}.")
-    if len(counts) < limits.MIN_CLASSES:
+    if len(counts) < MIN_CLASSES:
         raise UserError(
-            f"Training needs photos of at least {limits.MIN_CLASSES} categories; "
+            f"Training needs photos of at least {MIN_CLASSES} categories; "
             f"this session has {len(counts)}. Search or upload some first."
         )
     few = [label for label, n in counts.items() if n < 2]
@@ -84,12 +86,12 @@ def plan(photos: Path, out: Path, counts: dict[str, int], base: str, epochs: int
             f"Each category needs at least 2 photos (one to learn from, one to check with): "
             f"{', '.join(few)}."
         )
-    if not 1 <= epochs <= 20:
-        raise UserError("Train for 1 to 20 epochs.")
+    if not 1 <= epochs <= limits.BUILD_EPOCHS.value:
+        raise UserError(f"Train for 1 to {limits.BUILD_EPOCHS} ({limits.BUILD_EPOCHS.reason}).")
     gpu = devices.likely_gpu()
     size = base_size(base) if gpu else min(base_size(base), CPU_SIZE)
     n = sum(counts.values())
-    cap = (limits.TRAIN_SECONDS_GPU if gpu else limits.TRAIN_SECONDS_CPU).value
+    cap = (limits.BUILD_TRAIN_SECONDS_GPU if gpu else limits.BUILD_TRAIN_SECONDS_CPU).value
     key = (base, "gpu" if gpu else "cpu")
     # images a second at 224 px, scaled by pixels; tiny images stop gaining (per-batch costs)
     rate = (_measured.get(key) or SPEED[key]) * (224 / max(size, 96)) ** 2
@@ -161,6 +163,7 @@ def run(plan: dict, stop: threading.Event | None = None) -> Iterator[tuple[str, 
                 valid_pct=VALID_PCT,
                 out=Path(p.out + ".next"),  # the last good model stays until this one is done
                 examples=6,
+                onnx=False,  # the Space serves it with PyTorch, and has no export packages
             )
             train(
                 cfg,
@@ -206,7 +209,7 @@ def remember(p: Plan, record: dict) -> None:
 
 def gpu_seconds(plan: dict, *args: Any) -> int:
     """ZeroGPU time to ask for: the estimate with room, within the cap."""
-    return int(min(limits.TRAIN_SECONDS_GPU.value + 30, 30 + 2 * plan["seconds"]))
+    return int(min(limits.BUILD_TRAIN_SECONDS_GPU.value + 30, 30 + 2 * plan["seconds"]))
 
 
 # --- stop switches and the line ----------------------------------------------------------------
@@ -218,21 +221,27 @@ class Switches:
     def __init__(self) -> None:
         self._switches: dict[str, threading.Event] = {}
         self._armed: set[str] = set()
+        self._early: dict[str, float] = {}  # a stop that found nothing: when
         self._lock = threading.Lock()
 
     def arm(self, key: str) -> None:
         """A fresh switch for session `key`'s next run, from the click on: a Stop pressed while
         the run still waits in the queue stops it as soon as it starts."""
+        event = threading.Event()
         with self._lock:
-            self._switches[key] = threading.Event()
+            # Train and Stop clicked in quick succession are two requests: the stop may come first
+            if time.monotonic() - self._early.pop(key, -EARLY) < EARLY:
+                event.set()
+            self._switches[key] = event
             self._armed.add(key)
 
     @contextlib.contextmanager
-    def hold(self, key: str) -> Iterator[threading.Event]:
-        """The armed or a fresh switch for session `key` while the block runs (a new run
-        replaces it)."""
+    def hold(self, key: str, event: threading.Event | None = None) -> Iterator[threading.Event]:
+        """The armed switch, `event` (an API request's own, set when its caller cancels) or a
+        fresh one for session `key` while the block runs (a new run replaces it)."""
         with self._lock:
-            event = self._switches[key] if key in self._armed else threading.Event()
+            armed = self._switches[key] if key in self._armed else None
+            event = armed or event or threading.Event()
             self._armed.discard(key)
             self._switches[key] = event
         try:
@@ -247,17 +256,26 @@ class Switches:
         return self._switches.get(key) or threading.Event()
 
     def stop(self, key: str | None) -> bool:
-        """Stop session `key`'s run; False when it has none."""
-        event = self._switches.get(key) if key else None
-        if event is not None:
-            event.set()
-        return event is not None
+        """Stop session `key`'s run; False when it has none (it then stops a run armed within
+        `EARLY` seconds after)."""
+        if not key:
+            return False
+        with self._lock:
+            event = self._switches.get(key)
+            if event is None:
+                now = time.monotonic()
+                self._early = {k: t for k, t in self._early.items() if now - t < EARLY}
+                self._early[key] = now
+                return False
+        event.set()
+        return True
 
 
+EARLY = 1.0  # s: a stop this much before its run's arming request still counts
 trainings, searches = Switches(), Switches()
 _line: list[list] = []  # [session, since when first in line], the running one first
 _turn = threading.Condition()
-STALE = limits.TRAIN_SECONDS_CPU.value + 120  # a run first in line longer than this is gone
+STALE = limits.BUILD_TRAIN_SECONDS_CPU.value + 120  # a run first in line longer than this is gone
 
 
 @contextlib.contextmanager

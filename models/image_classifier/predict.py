@@ -2,7 +2,9 @@
 
 `load(folder)` reads timm's Hub layout (config.json + model.safetensors, examples/) into a
 `Classifier`, which gives each image its top-k labels (`Prediction`), optionally averaged over
-ten test-time views, with a Grad-CAM heatmap, and "not sure" under a confidence threshold.
+ten test-time views, with a Grad-CAM heatmap over the whole photo, and "not sure" under a
+confidence threshold. A batch runs in chunks of `CHUNK` images with `shared.cancel.check()`
+between them, so that a cancelled request stops within about a second.
 On a CPU the forward pass runs the exported graph (model.onnx, runtime.py) when the folder has
 one; PyTorch otherwise, and always on a GPU (shared/runtime.py decides).
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,18 +30,20 @@ from torch import nn
 from models.image_classifier import NAME
 from models.image_classifier.images import IMAGE_EXTS, read_image, to_rgb
 from models.image_classifier.runtime import ENGINE, EXPORT, Graph
+from shared import cancel
 from shared import device as devices
 from shared import runtime as runtimes
 from shared.errors import ModelError, UserError
 
 TOP_K = 5
+CHUNK = 8  # images per forward pass: a cancelled request stops between two
 
 
 @dataclass
 class Prediction:
     top: dict[str, float]  # the k most likely labels and their probabilities, best first
     label: str | None  # the answer; None means "not sure" (top probability under the threshold)
-    heatmap: Image.Image | None = None  # Grad-CAM of the top class over the model's view
+    heatmap: Image.Image | None = None  # Grad-CAM of the top class over the whole photo
 
 
 class Classifier:
@@ -117,6 +121,7 @@ class Classifier:
 
         tta: average the probabilities of ten views (corner and centre crops, mirrored).
         cam: add a Grad-CAM heatmap of the top class. threshold: under it, `label` is None.
+        Raises `shared.cancel.Cancelled` between chunks once its request is cancelled.
         """
         if not images:
             return []
@@ -124,14 +129,19 @@ class Classifier:
         probs, heat = None, None
         if tta:
             views = torch.cat([self.tta(im) for im in images])  # (B*10, C, H, W)
-            probs = torch.cat([self.probabilities(v) for v in views.split(64)])
+            probs = torch.cat([self.probabilities(v) for v in chunks(views)])
             probs = probs.view(len(images), 10, -1).mean(1)
         if cam or not tta:  # the plain view (also the centre one of the ten TTA views)
             x = torch.stack([self.transform(im) for im in images])
             if cam:
-                plain, heat = self._gradcam(x, None if probs is None else probs.argmax(1))
+                targets = None if probs is None else probs.argmax(1)
+                parts = [
+                    self._gradcam(v, None if targets is None else targets[i : i + len(v)])
+                    for i, v in zip(range(0, len(x), CHUNK), chunks(x), strict=True)
+                ]
+                plain, heat = torch.cat([p for p, _ in parts]), torch.cat([h for _, h in parts])
             else:
-                plain = self.probabilities(x)
+                plain = torch.cat([self.probabilities(v) for v in chunks(x)])
             probs = plain if probs is None else probs
         k = min(k, len(self.labels))
         top_p, top_i = probs.topk(k, dim=1)
@@ -203,18 +213,36 @@ class Classifier:
         return (w * (1 - fx) / 2, h * (1 - fy) / 2, w * (1 + fx) / 2, h * (1 + fy) / 2)
 
     def _overlay(self, image: Image.Image, cam: torch.Tensor, alpha: float = 0.5) -> Image.Image:
+        """The whole photo with the heatmap over the part the model saw (its crop box); the
+        margins it did not see are dimmed, and the box is outlined."""
         from matplotlib import colormaps
+        from PIL import ImageDraw
 
-        view = image.crop(tuple(round(v) for v in self.crop_box(*image.size)))
-        scale = 448 / max(view.size)  # big enough to see, small enough to send
-        if scale < 1 or max(view.size) < 224:
-            view = view.resize((round(view.width * scale) or 1, round(view.height * scale) or 1))
-        heat = F.interpolate(
-            cam[None, None], size=view.size[::-1], mode="bilinear", align_corners=False
-        )[0, 0]
-        colored = colormaps["jet"](heat.clamp(0, 1).numpy())[..., :3]
-        mixed = (1 - alpha) * np.asarray(view, dtype=np.float32) / 255 + alpha * colored
-        return Image.fromarray((mixed * 255).round().astype(np.uint8))
+        scale = 448 / max(image.size)  # big enough to see, small enough to send
+        if scale < 1 or max(image.size) < 224:
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image = image.resize(size)
+        left, top, right, bottom = (round(v) for v in self.crop_box(*image.size))
+        box = (max(right - left, 1), max(bottom - top, 1))
+        heat = F.interpolate(cam[None, None], size=box[::-1], mode="bilinear", align_corners=False)
+        colored = colormaps["jet"](heat[0, 0].clamp(0, 1).numpy())[..., :3]
+        photo = np.asarray(image, dtype=np.float32) / 255
+        mixed = photo * 0.45  # the margins: dimmed
+        view = photo[top : top + box[1], left : left + box[0]]
+        mixed[top : top + box[1], left : left + box[0]] = (1 - alpha) * view + alpha * colored[
+            : view.shape[0], : view.shape[1]
+        ]
+        out = Image.fromarray((mixed * 255).round().astype(np.uint8))
+        if (left, top, right, bottom) != (0, 0, *image.size):
+            ImageDraw.Draw(out).rectangle((left, top, right - 1, bottom - 1), outline="white")
+        return out
+
+
+def chunks(x: torch.Tensor) -> Iterator[torch.Tensor]:
+    """`x` in chunks of `CHUNK` images, checking for a cancelled request before each."""
+    for part in x.split(CHUNK):
+        cancel.check()
+        yield part
 
 
 def load(folder: Path, runtime: str | None = None) -> Classifier:

@@ -21,8 +21,15 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from models.image_classifier import fetch, limits
-from models.image_classifier.workspace import ENOUGH, SessionFull, Workspace, clean_label
+from models.image_classifier import fetch
+from models.image_classifier.workspace import (
+    ENOUGH,
+    MIN_CLASSES,
+    SessionFull,
+    Workspace,
+    clean_label,
+)
+from shared import limits
 from shared.errors import UserError
 
 DEFAULT_ENDPOINT = "https://duckduckgo.com"
@@ -123,7 +130,7 @@ def collect(
     provider: Provider | None = None,
     policy: fetch.Policy | None = None,
     stop: threading.Event | None = None,
-    seconds: float = limits.SEARCH_SECONDS.value,
+    seconds: float = limits.BUILD_SEARCH_SECONDS.value,
 ) -> Iterator[Progress]:
     """Search `queries` ({category: search terms}) and add up to `per_class` photos of each to
     `ws`, yielding progress after every photo. Stops (keeping what it has) when `stop` is set,
@@ -132,7 +139,7 @@ def collect(
     policy = policy or fetch.Policy.from_env()
     stop = stop or threading.Event()
     deadline = time.monotonic() + seconds
-    per_class = int(min(per_class, limits.PHOTOS_PER_CLASS.value))
+    per_class = int(min(per_class, limits.BUILD_PHOTOS_PER_CLASS.value))
     kept: Counter = Counter()
     skipped: Counter = Counter()
     wanted = per_class * len(queries)
@@ -195,7 +202,7 @@ def collect(
         ws.save()
     note = "Stopped." if stop.is_set() else ""
     if time.monotonic() > deadline:
-        note = f"Stopped at the search time limit ({limits.SEARCH_SECONDS})."
+        note = f"Stopped at the search time limit ({limits.BUILD_SEARCH_SECONDS})."
     yield Progress(sum(kept.values()), wanted, "", kept, skipped, note)
 
 
@@ -204,7 +211,7 @@ def _reason(message: str) -> str:
     for key, reason in (
         ("not a public address", "private or local address"),
         ("only http", "not an http(s) link"),
-        ("larger than", f"larger than {limits.mb(limits.PHOTO_BYTES.value)}"),
+        ("larger than", f"larger than {fetch.mb(limits.BUILD_PHOTO_BYTES.value)}"),
         ("took too long", "too slow"),
         ("answered", "broken link"),
         ("not a photo", "not a photo"),
@@ -219,14 +226,13 @@ def parse_categories(text: str, suffix: str = "") -> dict[str, str]:
     """{category: search query} from a comma- or line-separated list, with the caps."""
     names = [n.strip() for n in text.replace("\n", ",").split(",") if n.strip()]
     labels = list(dict.fromkeys(clean_label(n) for n in names))
-    if len(labels) < limits.MIN_CLASSES:
+    if len(labels) < MIN_CLASSES:
         raise UserError(
-            f"Type at least {limits.MIN_CLASSES} categories, separated by commas "
+            f"Type at least {MIN_CLASSES} categories, separated by commas "
             "(for example: grizzly bear, black bear, teddy bear)."
         )
-    if len(labels) > limits.CLASSES.value:
-        raise UserError(
-            f"{len(labels)} categories: the cap is {limits.CLASSES} ({limits.CLASSES.reason})."
-        )
+    cap = limits.BUILD_CLASSES
+    if len(labels) > cap.value:
+        raise UserError(f"{len(labels)} categories: the cap is {cap} ({cap.reason}).")
     suffix = " ".join(suffix.split())[:40]
     return {label: f"{label} {suffix}".strip() for label in labels}

@@ -1,13 +1,13 @@
 """A session's own folder of labelled photos: what it adds, removes and moves, and its model.
 
 Every photo a session gets (a search, an upload, a zip, a Hub dataset) goes through `add`:
-the caps (`limits`), a duplicate check by content hash, and `read_image` (type, pixels,
-decompression bombs, corrupt files), then it is stored downsized as JPEG under
-`photos/<category>/<hash>.jpg`, with a thumbnail. Nothing is kept under a name the sender
-chose. A workspace is found only by its random id (a secret the size of a session key),
+the caps (the builder's section of `shared.limits`), a duplicate check by content hash, and
+`read_image` (type, pixels, decompression bombs, corrupt files), then it is stored downsized
+as JPEG under `photos/<category>/<hash>.jpg`, with a thumbnail. Nothing is kept under a name
+the sender chose. A workspace is found only by its random id (a secret the size of a session key),
 which only its own session holds: one session never sees another's photos or model. A closed
 session's workspace is deleted a moment later (`release`: long enough for the page reload of
-signing in to take it back with `claim`); an idle one after `limits.SESSION_SECONDS`
+signing in to take it back with `claim`); an idle one after `limits.BUILD_SESSION_SECONDS`
 (`sweep`). Torch-free.
 """
 
@@ -27,10 +27,13 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-from models.image_classifier import limits
+from models.image_classifier.fetch import mb
 from models.image_classifier.images import IMAGE_EXTS, read_image
+from shared import limits
 from shared.errors import UserError
 
+MIN_CLASSES = 2  # a classifier chooses between at least two things
+STORED_SIDE = 512  # photos are stored downsized to this longest side: training uses ≤ 224 px
 ROOT_ENV = "DEMO_BUILD_ROOT"  # where session folders go (default: the temp dir)
 THUMB_SIDE = 192
 RELEASE_SECONDS = 120  # a closed session's photos wait this long for its reload to claim them
@@ -149,7 +152,7 @@ class Workspace:
                 return self.skip(reason)
             folder = self.photos_dir / label
             folder.mkdir(parents=True, exist_ok=True)
-            image.thumbnail((limits.STORED_SIDE, limits.STORED_SIDE))
+            image.thumbnail((STORED_SIDE, STORED_SIDE))
             image.save(folder / f"{digest}.jpg", quality=90)
             image.thumbnail((THUMB_SIDE, THUMB_SIDE))
             (self.dir / "thumbs").mkdir(exist_ok=True)
@@ -160,10 +163,10 @@ class Workspace:
 
     def take(self, n: int) -> None:
         """Count `n` more bytes received, or raise `SessionFull` past the session's cap."""
-        if self.received + n > limits.SESSION_BYTES.value:
+        if self.received + n > limits.BUILD_SESSION_BYTES.value:
             raise SessionFull(
-                f"This session has received {limits.mb(self.received)}; the cap is "
-                f"{limits.mb(limits.SESSION_BYTES.value)} ({limits.SESSION_BYTES.reason}). "
+                f"This session has received {mb(self.received)}; the cap is "
+                f"{mb(limits.BUILD_SESSION_BYTES.value)} ({limits.BUILD_SESSION_BYTES.reason}). "
                 "Remove what you do not need, or start a new session."
             )
         self.received += n
@@ -175,19 +178,19 @@ class Workspace:
         return reason
 
     def _check(self, data: bytes, label: str, up_to: int | None = None) -> str | None:
-        if len(data) > limits.PHOTO_BYTES.value:
-            return f"larger than {limits.mb(limits.PHOTO_BYTES.value)}"
+        if len(data) > limits.BUILD_PHOTO_BYTES.value:
+            return f"larger than {mb(limits.BUILD_PHOTO_BYTES.value)}"
         digest = hashlib.sha256(data).hexdigest()[:16]
         if digest in self.removed:
             return "removed by you earlier"
         if self.find(digest) is not None:
             return "duplicate"
         labels = self.labels()
-        if label not in labels and len(labels) >= limits.CLASSES.value:
-            return f"over the cap of {limits.CLASSES}"
+        if label not in labels and len(labels) >= limits.BUILD_CLASSES.value:
+            return f"over the cap of {limits.BUILD_CLASSES}"
         have = len(self.photos(label))
-        if have >= limits.PHOTOS_PER_CLASS.value:
-            return f"category full ({limits.PHOTOS_PER_CLASS})"
+        if have >= limits.BUILD_PHOTOS_PER_CLASS.value:
+            return f"category full ({limits.BUILD_PHOTOS_PER_CLASS})"
         if up_to is not None and have >= up_to:
             return ENOUGH
         return None
@@ -196,7 +199,7 @@ class Workspace:
         """Uploaded photos, all under `label`, or zips whose folders are the categories (a
         flat zip: everything under `label`). Returns {"kept": n, reason: n, ...}."""
         result: Counter = Counter()
-        too_big = f"larger than {limits.mb(limits.PHOTO_BYTES.value)}"
+        too_big = f"larger than {mb(limits.BUILD_PHOTO_BYTES.value)}"
         for path in map(Path, paths):
             if path.suffix.lower() == ".zip":
                 for data, folder in _zip_members(path):
@@ -205,7 +208,7 @@ class Workspace:
                         result[self.skip(data)] += 1
                     else:
                         result[self.add(data, name, source) or "kept"] += 1
-            elif path.stat().st_size > limits.PHOTO_BYTES.value:
+            elif path.stat().st_size > limits.BUILD_PHOTO_BYTES.value:
                 result[self.skip(too_big)] += 1  # not even read
             else:
                 result[self.add(path.read_bytes(), _need(label), source) or "kept"] += 1
@@ -232,8 +235,8 @@ class Workspace:
         label = clean_label(label)
         n = 0
         with self.lock:
-            if label not in self.labels() and len(self.labels()) >= limits.CLASSES.value:
-                raise UserError(f"At most {limits.CLASSES}: {limits.CLASSES.reason}.")
+            if label not in self.labels() and len(self.labels()) >= limits.BUILD_CLASSES.value:
+                raise UserError(f"At most {limits.BUILD_CLASSES}: {limits.BUILD_CLASSES.reason}.")
             for photo_id in photo_ids:
                 photo = self.find(photo_id)
                 if photo is not None and photo.parent.name != label:
@@ -293,10 +296,10 @@ def _zip_members(path: Path):
         raise UserError(f"{path.name} is not a readable zip file.") from None
     with zf:
         members = [m for m in zf.infolist() if not m.is_dir()]
-        if len(members) > limits.ZIP_FILES.value:
+        if len(members) > limits.BUILD_ZIP_FILES.value:
             raise UserError(
-                f"{path.name} has {len(members)} files; the cap is {limits.ZIP_FILES} "
-                f"({limits.ZIP_FILES.reason})."
+                f"{path.name} has {len(members)} files; the cap is {limits.BUILD_ZIP_FILES} "
+                f"({limits.BUILD_ZIP_FILES.reason})."
             )
         for m in members:
             parts = [p for p in m.filename.replace("\\", "/").split("/") if p]
@@ -305,17 +308,17 @@ def _zip_members(path: Path):
             if Path(parts[-1]).suffix.lower() not in IMAGE_EXTS:
                 continue
             folder = parts[-2] if len(parts) >= 2 else ""
-            too_big = f"larger than {limits.mb(limits.PHOTO_BYTES.value)}"
-            if m.file_size > limits.PHOTO_BYTES.value:  # as declared: never decompressed
+            too_big = f"larger than {mb(limits.BUILD_PHOTO_BYTES.value)}"
+            if m.file_size > limits.BUILD_PHOTO_BYTES.value:  # as declared: never decompressed
                 yield too_big, folder
                 continue
             try:
                 with zf.open(m) as f:  # the declared size may lie: read one byte past the cap
-                    data = f.read(int(limits.PHOTO_BYTES.value) + 1)
+                    data = f.read(int(limits.BUILD_PHOTO_BYTES.value) + 1)
             except (RuntimeError, zipfile.BadZipFile, OSError, EOFError):  # encrypted, corrupt
                 yield "unreadable zip entry", folder
                 continue
-            yield (data if len(data) <= limits.PHOTO_BYTES.value else too_big), folder
+            yield (data if len(data) <= limits.BUILD_PHOTO_BYTES.value else too_big), folder
 
 
 # --- the sessions' folders -------------------------------------------------------------------
@@ -329,10 +332,10 @@ def create(session: str) -> Workspace:
         if _sweeper is None:  # and from now on every few minutes, visitors or not
             _sweeper = threading.Thread(target=_sweep_forever, daemon=True, name="build-sweep")
             _sweeper.start()
-        if len(_live) >= limits.WORKSPACES.value:
+        cap = limits.BUILD_WORKSPACES
+        if len(_live) >= cap.value:
             raise UserError(
-                f"The builder is busy: {limits.WORKSPACES} already ({limits.WORKSPACES.reason}). "
-                f"Try again in a few minutes."
+                f"The builder is busy: {cap} already ({cap.reason}). Try again in a few minutes."
             )
         folder = root() / secrets.token_hex(16)
         folder.mkdir(parents=True)
@@ -396,7 +399,7 @@ def _sweep_forever() -> None:
 
 
 def sweep(now: float | None = None) -> list[str]:
-    """Delete the workspaces unused for longer than `limits.SESSION_SECONDS`."""
+    """Delete the workspaces unused for longer than `limits.BUILD_SESSION_SECONDS`."""
     now = time.time() if now is None else now
     gone = []
     if not root().is_dir():
@@ -404,7 +407,7 @@ def sweep(now: float | None = None) -> list[str]:
     for folder in root().iterdir():
         state = folder / "state.json"
         used = state.stat().st_mtime if state.is_file() else folder.stat().st_mtime
-        if _ID.match(folder.name) and now - used > limits.SESSION_SECONDS.value:
+        if _ID.match(folder.name) and now - used > limits.BUILD_SESSION_SECONDS.value:
             discard(folder.name)
             gone.append(folder.name)
     return gone

@@ -1,7 +1,7 @@
 """Text-to-image family: Stable Diffusion through diffusers, guidance you can see (lesson 9).
 
     settings   the request, its bounds and checks, environment settings, time estimate (no torch)
-    stream     a run as a stream of events (previews, then the result), stop switches (no torch)
+    stream     a run as a stream of events (previews, then the result), stopped within a step
     png        the settings inside every PNG, AUTOMATIC1111-compatible (PIL only)
     pictures   live preview of the latents, withheld-image notice, labelled grid
     pipeline   loading (LoRA, GPU speed-ups) and `TextToImage`: generate, guidance_grid

@@ -17,12 +17,13 @@ repo and revision). The settings, their checks and the environment settings are 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -43,8 +44,6 @@ from models.text_to_image.pictures import label_grid, notice_image, preview_imag
 from models.text_to_image.png import png_text
 from models.text_to_image.settings import (
     GRID_SCALES,
-    MAX_SIDE,
-    MAX_SIDE_GPU,
     SCHEDULER_NAMES,
     TILE_ABOVE,
     Settings,
@@ -73,6 +72,9 @@ SCHEDULERS: dict[str, tuple[type, dict]] = {
     "LMS": (LMSDiscreteScheduler, {}),
 }
 assert tuple(SCHEDULERS) == SCHEDULER_NAMES, "settings.SCHEDULER_NAMES and SCHEDULERS differ"
+# The blocks before which a CPU run also looks at Stop: a few dozen per step, each well under
+# a second even at the largest size.
+BLOCKS = {"ResnetBlock2D", "Transformer2DModel"}
 
 
 # ----------------------------------------------------------------------------- loading
@@ -121,9 +123,13 @@ def load(folder: Path) -> TextToImage:
     pipe.to(dev)
     if dev.type != "cpu":
         speed_up(pipe, compile=compile_on())
+    # The PNGs name the repo and the commit actually served (even when asked for "main"); a
+    # local folder is named nowhere (its path is this server's business).
     repo, revision = registry.source(NAME)
-    if folder.parent.name == "snapshots":
-        revision = folder.name  # the commit actually served, even when asked for "main"
+    hub = revision is not None and folder.parent.name == "snapshots"
+    repo, revision = (repo, folder.name) if hub else (None, None)
+    if adapter and registry.parse(adapter)[1] is None:
+        adapter = "a local LoRA"
     return TextToImage(pipe, repo=repo, revision=revision, lora=adapter, safety=checker)
 
 
@@ -164,20 +170,40 @@ class TextToImage:
         self.pipe = pipe
         self.repo, self.revision, self.lora, self.safety = repo, revision, lora, safety
         self.device = pipe.device
-        self.max_side = MAX_SIDE.get(self.device.type, MAX_SIDE_GPU)
         self._scheduler_config = pipe.scheduler.config
         self._lock = threading.Lock()  # one run at a time on one pipeline
+        self._watch: _Watch | None = None  # the run going on
+        if self.device.type == "cpu":  # a step takes seconds: look at Stop between blocks too
+            for module in [*pipe.unet.modules(), *pipe.vae.decoder.modules()]:
+                if type(module).__name__ in BLOCKS:
+                    module.register_forward_pre_hook(self._check_stop)
 
-    def check(self, s: Settings) -> tuple[Settings, list[str]]:
-        """`s` checked for this model and device: a `UserError` for what cannot be fixed,
-        clamped values with a notice for the rest."""
+    def check(self, s: Settings, batch: int | None = None) -> tuple[Settings, list[str]]:
+        """`s` checked for this model and device: a `UserError` for what cannot run,
+        clamped values with a notice for the rest. `batch`: images made (default s.images)."""
         return check_settings(
-            s,
-            max_side=self.max_side,
-            device=self.device.type,
-            cut=self._truncation,
-            checker=self.safety,
+            s, device=self.device.type, batch=batch, cut=self._truncation, checker=self.safety
         )
+
+    @contextlib.contextmanager
+    def _run(
+        self,
+        steps: int,
+        preview: Callable[[Preview], None] | None,
+        stop: threading.Event | None,
+        every: float,
+    ) -> Iterator[_Watch]:
+        """One run of `steps` steps at a time on the pipeline, watched for Stop and previews."""
+        with self._lock, torch.inference_mode():
+            self._watch = _Watch(preview, stop, every, steps)
+            try:
+                yield self._watch
+            finally:
+                self._watch = None
+
+    def _check_stop(self, module: torch.nn.Module, args: tuple) -> None:
+        if self._watch is not None:
+            self._watch.check()
 
     def _truncation(self, text: str, what: str) -> list[str]:
         tok = self.pipe.tokenizer
@@ -208,9 +234,8 @@ class TextToImage:
         one can be remade alone. Raises `Stopped` when `stop` is set during the run."""
         s, notes = self.check(settings)
         gens = [_generator(s.seed + i) for i in range(s.images)]
-        with self._lock, torch.inference_mode():
+        with self._run(s.steps, preview, stop, preview_seconds) as watch:
             pipe = self._ready(s)
-            start = time.perf_counter()
             out = pipe(
                 prompt=s.prompt,
                 negative_prompt=s.negative_prompt or None,
@@ -222,9 +247,9 @@ class TextToImage:
                 height=s.height,
                 generator=gens,
                 latents=self._noise(gens, s),
-                callback_on_step_end=_previewer(preview, stop, preview_seconds, start),
+                callback_on_step_end=watch.on_step,
             )
-            seconds = time.perf_counter() - start
+            seconds = time.perf_counter() - watch.start
         rows = s.images * (2 if s.guidance > 1 else 1)
         flagged = list(out.nsfw_content_detected or [False] * s.images)
         metas = [self._meta(replace(s, seed=s.seed + i, images=1)) for i in range(s.images)]
@@ -245,16 +270,15 @@ class TextToImage:
         once, every sample starts from the same noise, and the UNet runs once per step on
         [uncond rows of the guided samples] + [cond rows of all samples]."""
         scales, scale_notes = check_scales(scales)
-        s, notes = self.check(replace(settings, guidance=max(scales), images=1))
+        s, notes = self.check(replace(settings, guidance=max(scales), images=1), len(scales))
         notes = [n for n in notes if not n.startswith("Guidance ≤ 1")] + scale_notes
         k = len(scales)
         guided = [i for i, g in enumerate(scales) if g > 1]  # scales ≤ 1 need no uncond row
         # One generator per sample, all with the same seed: same start noise, and the same
         # fresh noise in every step of the ancestral schedulers, so only guidance differs.
         gens = [_generator(s.seed) for _ in scales]
-        with self._lock, torch.inference_mode():
+        with self._run(s.steps, preview, stop, preview_seconds) as watch:
             pipe = self._ready(s)
-            start = time.perf_counter()
             cond, uncond = pipe.encode_prompt(
                 s.prompt, self.device, 1, bool(guided), s.negative_prompt or None
             )
@@ -266,7 +290,6 @@ class TextToImage:
             scheduler.set_timesteps(s.steps, device=self.device)
             latents = self._noise(gens, replace(s, images=k)) * scheduler.init_noise_sigma
             step_kwargs = pipe.prepare_extra_step_kwargs(gens, 0.0)
-            on_step = _previewer(preview, stop, preview_seconds, start)
             pipe._num_timesteps = len(scheduler.timesteps)
             for i, t in enumerate(scheduler.timesteps):
                 rows = scheduler.scale_model_input(torch.cat([latents[guided], latents]), t)
@@ -279,9 +302,9 @@ class TextToImage:
                         mixed = rescale_noise_cfg(mixed, eps_text, s.guidance_rescale)
                     eps[guided] = mixed
                 latents = scheduler.step(eps, t, latents, **step_kwargs, return_dict=False)[0]
-                on_step(pipe, i, t, {"latents": latents})
+                watch.on_step(pipe, i, t, {"latents": latents})
             images, flagged = _decode(pipe, latents)
-            seconds = time.perf_counter() - start
+            seconds = time.perf_counter() - watch.start
         metas = [self._meta(replace(s, guidance=g)) for g in scales]
         images, more = _withhold(images, flagged, metas)
         grid = label_grid(images, [scale_label(g) for g in scales])
@@ -314,7 +337,8 @@ class TextToImage:
     def _meta(self, s: Settings) -> dict:
         meta = asdict(s)
         del meta["images"]
-        meta |= {"model": self.repo, "revision": self.revision}
+        if self.repo:
+            meta |= {"model": self.repo, "revision": self.revision}
         if self.lora:
             meta["lora"] = self.lora
         return meta
@@ -324,29 +348,39 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator("cpu").manual_seed(seed)
 
 
-def _previewer(
-    preview: Callable[[Preview], None] | None,
-    stop: threading.Event | None,
-    every: float,
-    start: float,
-) -> Callable:
-    """A `callback_on_step_end`: stop between steps when asked; send a preview at most every
-    `every` seconds (decoding even a cheap preview each step would slow a fast GPU)."""
-    last = -math.inf
+class _Watch:
+    """One run's Stop and live previews. `on_step` is diffusers' `callback_on_step_end`: it
+    stops the run between two steps when asked and sends a preview at most every `every`
+    seconds (decoding even a cheap preview each step would slow a fast GPU). `check` stops it
+    within a step: on a CPU, where a step takes seconds, it runs before every UNet and VAE
+    block (BLOCKS)."""
 
-    def on_step(pipe: StableDiffusionPipeline, i: int, t: torch.Tensor, kwargs: dict) -> dict:
-        nonlocal last
-        steps = pipe.num_timesteps
-        if stop is not None and stop.is_set():
-            raise Stopped(i + 1, steps)
+    def __init__(
+        self,
+        preview: Callable[[Preview], None] | None,
+        stop: threading.Event | None,
+        every: float,
+        steps: int,
+    ):
+        self.preview, self.stop, self.every = preview, stop, every
+        self.start = time.perf_counter()
+        self.last = -math.inf
+        self.step, self.steps = 0, steps  # steps done, of
+
+    def check(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise Stopped(self.step + 1, self.steps)
+
+    def on_step(self, pipe: StableDiffusionPipeline, i: int, t: torch.Tensor, kwargs: dict) -> dict:
+        self.steps = pipe.num_timesteps
+        self.check()
+        self.step = i + 1
         now = time.perf_counter()
-        if preview is not None and i + 1 < steps and now - last >= every:
-            last = now
+        if self.preview is not None and self.step < self.steps and now - self.last >= self.every:
+            self.last = now
             image = preview_image(kwargs["latents"], pipe.vae_scale_factor)
-            preview(Preview(i + 1, steps, image, now - start))
+            self.preview(Preview(self.step, self.steps, image, now - self.start))
         return {}
-
-    return on_step
 
 
 def _decode(pipe: StableDiffusionPipeline, latents: torch.Tensor) -> tuple[list, list[bool]]:

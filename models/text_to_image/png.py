@@ -10,7 +10,16 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
-from models.text_to_image.settings import Settings
+from models.text_to_image.settings import (
+    MAX_GUIDANCE,
+    MAX_SIDE_GPU,
+    MAX_STEPS,
+    MIN_SIDE,
+    SCHEDULER_NAMES,
+    check_scales,
+    check_seed,
+)
+from shared import limits
 from shared.errors import UserError
 
 # How AUTOMATIC1111's web UI names our schedulers, for PNG metadata other tools can read.
@@ -59,17 +68,26 @@ def save_png(image: Image.Image, path: str | Path) -> Path:
 
 
 def read_settings(path: str | Path) -> dict:
-    """The settings embedded in a PNG made here (or by AUTOMATIC1111's web UI)."""
+    """The settings embedded in a PNG made here (or by AUTOMATIC1111's web UI), each checked:
+    those that are not valid here are left out and named under "skipped"."""
     try:
         with Image.open(path) as image:
-            text = dict(getattr(image, "text", {}) or {})
+            # text chunks before the pixels (ours, A1111's) are read without decoding them
+            text = {k: v for k, v in image.info.items() if isinstance(v, str)}
+            small = image.width * image.height <= 4096 * 4096  # decoding it is cheap
+            if small and not {"generation", "parameters"} & text.keys():
+                text = dict(getattr(image, "text", {}) or {})  # chunks after the pixels
     except Exception:
-        raise UserError("This file is not an image; drop a PNG made by this demo.") from None
+        raise UserError(
+            "This file could not be read as an image; drop a PNG made by this demo."
+        ) from None
     if "generation" in text:
         try:
             meta = json.loads(text["generation"])
         except json.JSONDecodeError:
-            raise UserError("This PNG's generation settings are damaged (not JSON).") from None
+            meta = None
+        if not isinstance(meta, dict):
+            raise UserError("This PNG's generation settings are damaged (not a JSON object).")
     elif "parameters" in text:
         meta = parse_a1111(text["parameters"])
     else:
@@ -77,16 +95,58 @@ def read_settings(path: str | Path) -> dict:
             "This PNG has no generation settings in it (images from this demo carry them; "
             "screenshots and re-saved copies lose them)."
         )
-    keys = [*Settings.__dataclass_fields__, "guidance_scales", "model", "revision", "lora"]
-    known = {k: meta[k] for k in keys if k in meta and k != "images"}
-    if "prompt" not in known:
+    if not isinstance(meta.get("prompt"), str):
         raise UserError("This PNG's settings have no prompt; nothing to restore.")
-    return known
+    return clean(meta)
+
+
+# The range of each restored number; outside it, the setting is skipped.
+RANGES = {
+    "guidance": (0, MAX_GUIDANCE),
+    "guidance_rescale": (0, 1),
+    "steps": (1, MAX_STEPS),
+    "width": (MIN_SIDE, MAX_SIDE_GPU),
+    "height": (MIN_SIDE, MAX_SIDE_GPU),
+}
+
+
+def clean(meta: dict) -> dict:
+    """The settings of `meta` that are valid here; the names of the others under "skipped"."""
+    out: dict = {"prompt": limits.check_text(meta["prompt"], "PNG's prompt", limits.PROMPT)}
+    skipped = []
+    for key, value in meta.items():
+        if key in out or key == "images":
+            continue
+        try:
+            if key == "seed":
+                out[key] = check_seed(value)
+            elif key in RANGES:
+                low, high = RANGES[key]
+                out[key] = limits.check_number(value, key, low, high)
+                if key in {"steps", "width", "height"}:
+                    out[key] = int(out[key])
+            elif key == "negative_prompt":
+                out[key] = limits.check_text(value, key, limits.PROMPT)
+            elif key == "scheduler":
+                if value not in SCHEDULER_NAMES:
+                    raise UserError(key)
+                out[key] = value
+            elif key == "guidance_scales":
+                out[key] = check_scales(value)[0]
+            elif key in {"model", "revision", "lora"}:
+                out[key] = limits.excerpt(limits.check_text(value, key, limits.PROMPT), 80)
+        except UserError:
+            skipped.append(key)
+    if skipped:
+        out["skipped"] = skipped
+    return out
 
 
 def parse_a1111(text: str) -> dict:
     """Settings from an AUTOMATIC1111 "parameters" text (what we can map back)."""
     lines = text.strip().split("\n")
+    if len(lines[-1]) > 2000:  # not a settings line (and too long for the pattern below)
+        return {"prompt": text.strip()}
     fields = dict(re.findall(r"\s*([\w ]+):\s*(\"[^\"]*\"|[^,]*)(?:,|$)", lines[-1]))
     if "Steps" not in fields:
         return {"prompt": text.strip()}

@@ -24,6 +24,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from shared import limits
 from shared.device import likely_gpu
 from shared.errors import ModelError, UserError
 
@@ -69,24 +70,39 @@ def scales_text(scales: Sequence[float]) -> str:
 # ----------------------------------------------------------------------------- checks
 
 
+def serving_device() -> str:
+    """The kind of device this process serves on, guessed without importing torch."""
+    return "gpu" if likely_gpu() else "cpu"
+
+
+def max_side(device: str) -> int:
+    """The largest image side served on `device` (a torch device type)."""
+    return MAX_SIDE.get(device, MAX_SIDE_GPU)
+
+
 def check_settings(
     s: Settings,
     *,
-    max_side: int,
-    device: str,
+    device: str | None = None,
+    batch: int | None = None,
     cut: Callable[[str, str], list[str]] = lambda text, what: [],
     checker: bool = True,
 ) -> tuple[Settings, list[str]]:
-    """`s` checked for a model on `device` that serves sides up to `max_side`: the settings to
-    run (seed drawn when None) and the notices for the person. `cut(text, what)` tells when
-    the text encoder will cut a prompt; `checker` says whether the model has a safety checker."""
+    """`s` checked for a run on `device` (a torch device type; default: this machine's guess)
+    that makes `batch` images (default `s.images`; the grid makes one per scale): the
+    settings to run (seed drawn when None) and the notices for the person. A `UserError` for
+    what cannot run (text over its limit, not a number, an unknown scheduler, a bad seed, a CPU
+    run over its budget); out-of-range numbers are clamped with a notice. `cut(text, what)`
+    tells when the text encoder will cut a prompt; `checker` whether there is a safety checker.
+    Cheap and torch-free: the Space calls it before anything loads."""
+    device = device or serving_device()
     notes: list[str] = []
-    prompt = (s.prompt or "").strip()
-    negative = (s.negative_prompt or "").strip()
+    prompt = limits.check_text(s.prompt, "prompt", limits.PROMPT).strip()
+    negative = limits.check_text(s.negative_prompt, "negative prompt", limits.PROMPT).strip()
     if not prompt:
         notes.append("Empty prompt: the image is unconditional (no text to follow).")
     notes += cut(prompt, "The prompt")
-    guidance = clamp(number(s.guidance, "Guidance scale"), 0, MAX_GUIDANCE, "Guidance", notes)
+    guidance = clamp(number(s.guidance, "guidance scale"), 0, MAX_GUIDANCE, "Guidance", notes)
     if guidance <= 1:
         notes.append(
             "Guidance ≤ 1: classifier-free guidance is off, so the UNet runs once per step "
@@ -96,22 +112,19 @@ def check_settings(
             notes.append("The negative prompt is ignored: it only acts through guidance.")
     else:
         notes += cut(negative, "The negative prompt")
-    rescale = clamp(number(s.guidance_rescale, "Guidance rescale"), 0, 1, "Rescale", notes)
-    steps = round(clamp(number(s.steps, "Steps"), 1, MAX_STEPS, "Steps", notes))
-    if s.scheduler not in SCHEDULER_NAMES:
+    rescale = clamp(number(s.guidance_rescale, "guidance rescale"), 0, 1, "Rescale", notes)
+    steps = round(clamp(number(s.steps, "number of steps"), 1, MAX_STEPS, "Steps", notes))
+    if not isinstance(s.scheduler, str) or s.scheduler not in SCHEDULER_NAMES:
         names = ", ".join(SCHEDULER_NAMES)
-        raise UserError(f"Unknown scheduler {s.scheduler!r}; choose one of {names}.")
-    width = check_side(s.width, "Width", max_side, device, notes)
-    height = check_side(s.height, "Height", max_side, device, notes)
-    images = round(clamp(number(s.images, "Images"), 1, MAX_IMAGES, "Images", notes))
-    seed = s.seed
-    if seed is None:
-        seed = secrets.randbelow(MAX_SEED + 1)
-    elif isinstance(seed, bool) or not integral(seed) or not 0 <= seed <= MAX_SEED:
-        raise UserError(
-            f"Seed must be a whole number from 0 to {MAX_SEED}, not {seed}. "
-            "Leave it empty (or tick 'Random seed') for a fresh one."
-        )
+        given = limits.excerpt(str(s.scheduler), 30)
+        raise UserError(f"Unknown scheduler “{given}”; choose one of {names}.")
+    top = max_side(device)
+    width = check_side(s.width, "Width", top, device, notes)
+    height = check_side(s.height, "Height", top, device, notes)
+    images = round(clamp(number(s.images, "number of images"), 1, MAX_IMAGES, "Images", notes))
+    seed = secrets.randbelow(MAX_SEED + 1) if s.seed is None else check_seed(s.seed)
+    if device == "cpu":
+        check_budget(width, height, steps, batch or images)
     if not checker and safety_on():
         notes.append("This model ships no safety checker: images are not filtered.")
     checked = Settings(
@@ -120,7 +133,7 @@ def check_settings(
         guidance=guidance,
         guidance_rescale=rescale,
         steps=steps,
-        seed=int(seed),
+        seed=seed,
         scheduler=s.scheduler,
         width=width,
         height=height,
@@ -129,9 +142,42 @@ def check_settings(
     return checked, notes
 
 
+def check_seed(value: object) -> int:
+    """A seed: a whole number from 0 to MAX_SEED."""
+    try:
+        seed = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seed = math.nan
+    if isinstance(value, bool) or not math.isfinite(seed) or seed != int(seed):
+        seed = -1
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(
+            f"Seed must be a whole number from 0 to {MAX_SEED}, not "
+            f"{limits.excerpt(str(value), 30)}. Leave it empty (or tick 'Random seed') for a "
+            "fresh one."
+        )
+    return int(seed)
+
+
+def check_budget(width: int, height: int, steps: int, images: int) -> None:
+    """Refuse a CPU run over `limits.CPU_PIXEL_STEPS`, suggesting settings that fit."""
+    budget = limits.CPU_PIXEL_STEPS
+    work = width * height * steps * images
+    if work <= budget.value:
+        return
+    fits = budget.value // (width * height * images)
+    smaller = f"at most {fits} steps at this size, or " if fits else ""
+    raise UserError(
+        f"Too much for a CPU: {width}×{height} × {steps} steps × {images} image"
+        f"{'s' if images > 1 else ''} is {work / 1e6:.1f} million pixel-steps; the limit is "
+        f"{budget.value / 1e6:.1f} million (one run at a time here, and a CPU takes minutes). "
+        f"Try {smaller}a smaller size or fewer images."
+    )
+
+
 def check_side(value: object, what: str, max_side: int, device: str, notes: list[str]) -> int:
     """An image side: at most `max_side` (what the device serves), a multiple of 8."""
-    side = number(value, what)
+    side = number(value, what.lower())
     if side > max_side:
         notes.append(
             f"{what} {side:g} is too large for this device ({device}); "
@@ -146,40 +192,30 @@ def check_side(value: object, what: str, max_side: int, device: str, notes: list
     return int(side)
 
 
-def check_scales(scales: Sequence[float] | str) -> tuple[list[float], list[str]]:
-    """Guidance scales for the grid: a list, or text such as "1, 3, 7.5, 14"."""
+def check_scales(scales: object) -> tuple[list[float], list[str]]:
+    """Guidance scales for the grid: a list of numbers, or text such as "1, 3, 7.5, 14"."""
     if isinstance(scales, str):
-        parts = [p for p in re.split(r"[\s,;]+", scales.strip()) if p]
+        text = limits.check_text(scales, "guidance scales", limits.SCALES_TEXT)
+        parts = [p for p in re.split(r"[\s,;]+", text.strip()) if p]
         try:
             scales = [float(p) for p in parts]
         except ValueError:
             raise UserError(
-                f"Guidance scales must be numbers separated by commas, like "
-                f"“1, 3, 7.5, 14” (got “{', '.join(parts)}”)."
+                "Guidance scales must be numbers separated by commas, like “1, 3, 7.5, 14” "
+                f"(got “{limits.excerpt(', '.join(parts), 40)}”)."
             ) from None
+    if not isinstance(scales, list | tuple):
+        raise UserError("Guidance scales must be text such as “1, 3, 7.5, 14”.")
     if not 1 <= len(scales) <= MAX_SCALES:
         raise UserError(f"Give between 1 and {MAX_SCALES} guidance scales (got {len(scales)}).")
     notes: list[str] = []
-    out = [clamp(number(g, "Guidance scale"), 0, MAX_GUIDANCE, "Guidance", notes) for g in scales]
+    out = [clamp(number(g, "guidance scale"), 0, MAX_GUIDANCE, "Guidance", notes) for g in scales]
     return out, notes
 
 
 def number(value: object, what: str) -> float:
-    """`value` as a float, or a `UserError` naming the field `what`."""
-    try:
-        out = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise UserError(f"{what} must be a number, not {value!r}.") from None
-    if math.isnan(out):
-        raise UserError(f"{what} must be a number, not NaN.")
-    return out
-
-
-def integral(value: object) -> bool:
-    try:
-        return float(value) == int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        return False
+    """`value` as a finite float, or a `UserError` naming the field `what`."""
+    return limits.check_number(value, what)
 
 
 def clamp(value: float, low: float, high: float, what: str, notes: list[str]) -> float:
@@ -262,15 +298,27 @@ def remember(rate: float) -> None:
     _speed[:] = [rate]
 
 
-def estimate(steps: float, width: float, height: float, images: float, guidance: float) -> str:
-    """An honest time estimate, from the speed this machine measured on its last run."""
-    rows = (images or 1) * (2 if (guidance or 0) > 1 else 1)
-    work = "one UNet pass per step" if rows == (images or 1) else "two UNet passes per step"
-    if not _speed:
+def estimate(steps: object, width: object, height: object, guidances: Sequence[object]) -> str:
+    """Before a run: how long it will take (from the speed this machine measured on its last
+    run) and, on a CPU, its share of the budget, or why it cannot run. `guidances`: the
+    guidance scale of each image (the grid makes one image per scale)."""
+    try:
+        gs = [number(g, "guidance scale") for g in guidances]
+        request = Settings(steps=steps, width=width, height=height, images=1)
+        s, _ = check_settings(request, batch=len(gs))
+    except UserError as e:
+        return f"⚠️ {e}"
+    rows = len(gs) + sum(g > 1 for g in gs)  # a guided image needs two UNet passes
+    passes = f"{rows} UNet pass{'es' if rows > 1 else ''} per step"
+    if len(gs) == 1:
+        passes += ": guidance on" if rows > 1 else ": guidance off, half the work"
+    if _speed:
+        seconds = _speed[0] * rows * s.steps * s.width * s.height
+        text = f"⏱ About {seconds:.0f} s for these settings on this machine ({passes})."
+    else:
         first = "seconds on a GPU" if likely_gpu() else "minutes per 512×512 image on this CPU"
-        return (
-            f"⏱ Expect {first}; the first run also downloads and loads the model. "
-            f"Guidance {'on' if rows > (images or 1) else 'off'}: {work}."
-        )
-    seconds = _speed[0] * rows * (steps or 1) * (width or 512) * (height or 512)
-    return f"⏱ About {seconds:.0f} s for these settings on this machine ({work})."
+        text = f"⏱ Expect {first}; the first run also loads the model ({passes})."
+    if serving_device() == "cpu":
+        share = s.width * s.height * s.steps * len(gs) / limits.CPU_PIXEL_STEPS.value
+        text += f" {share:.0%} of a CPU run's budget."
+    return text

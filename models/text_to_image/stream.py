@@ -1,27 +1,22 @@
-"""A run as a stream of events, and the stop switches of the runs going on. Torch-free.
+"""A run as a stream of events. Torch-free.
 
 `stream(model, kind, settings, scales, stop=...)` runs `generate` or `guidance_grid` in a
 worker thread and yields ("preview", Preview) events while it denoises, then ("done", Result)
-or ("stopped", Stopped); closing the generator stops the run at its next step. Everything it
-takes and yields is plain, picklable data: on a ZeroGPU Space it runs in a GPU worker process.
-
-The web server's side, keyed by the gradio session: `follow(key, events)` registers the run's
-stop switch, so that `stop(key)` (the Stop button) ends it, and remembers the speed a finished
-run measured for the time estimate. `switch(key)` finds that switch from the GPU function (a
-fresh one in a ZeroGPU worker process, which the registry cannot reach: there closing the
-stream still stops the run).
+or ("stopped", Stopped); setting `stop` (the request's cancel switch, `shared.cancel.switch()`)
+or closing the generator stops the run within a step. Everything it takes and yields is plain,
+picklable data: on a ZeroGPU Space it runs in a GPU worker process, where closing the stream
+(the web server's side was cancelled) is what stops it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from models.text_to_image.settings import Settings, remember
+from models.text_to_image.settings import Settings
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -79,10 +74,10 @@ def stream(
     the run (a `UserError` for bad settings) is raised here."""
     if kind not in {"generate", "grid"}:
         raise ValueError(f"kind must be 'generate' or 'grid', not {kind!r}")
-    stop = stop or threading.Event()
+    closed = threading.Event()  # set when the stream ends: a run still going stops
     events: queue.Queue = queue.Queue()
     every = PREVIEW_SECONDS if preview_seconds is None else preview_seconds
-    options = {"preview": lambda p: events.put(("preview", p)), "stop": stop}
+    options = {"preview": lambda p: events.put(("preview", p)), "stop": _Either(closed, stop)}
 
     def work() -> None:
         try:
@@ -97,7 +92,8 @@ def stream(
         except BaseException as e:  # handed to the reader, which raises it
             events.put(("error", e))
 
-    threading.Thread(target=work, daemon=True, name=f"text-to-image-{kind}").start()
+    thread = threading.Thread(target=work, daemon=True, name=f"text-to-image-{kind}")
+    thread.start()
     try:
         while True:
             event = events.get()
@@ -107,48 +103,23 @@ def stream(
             if event[0] != "preview":
                 return
     finally:
-        stop.set()  # no-op after a finished run; otherwise ends it at its next step
+        closed.set()  # no-op after a finished run; otherwise ends it within a step
+        thread.join()  # and only then is the stream closed: the caller's slot frees after it
+
+
+class _Either:
+    """A stop switch set when either of two is (the caller's switch is never set here)."""
+
+    def __init__(self, own: threading.Event, other: threading.Event | None):
+        self.own, self.other = own, other
+
+    def is_set(self) -> bool:
+        return self.own.is_set() or (self.other is not None and self.other.is_set())
 
 
 def gpu_seconds(kind: str, settings: dict, scales: str, *args: Any) -> int:
     """ZeroGPU time to reserve for a run: generous for the steps and the batch. (ZeroGPU calls
-    it with the GPU function's arguments: kind, settings, scales, then any others.)"""
-    batch = settings["images"] if kind == "generate" else len(scales.split(","))
-    return int(min(300, 20 + 0.15 * settings["steps"] * batch))
-
-
-# ----------------------------------------------------------------------------- stop switches
-
-_stops: dict[str, threading.Event] = {}  # session -> the stop switch of its current run
-
-
-def follow(key: str, events: Generator[Event, None, None]) -> Iterator[Event]:
-    """The events of session `key`'s run, in the web server's process: while they flow,
-    `stop(key)` ends the run; a finished run's measured speed refines `settings.estimate`.
-    Closing this stream closes `events`, which stops the run."""
-    own = threading.Event()
-    _stops[key] = own
-    try:
-        with contextlib.closing(events):
-            for event in events:
-                if event[0] == "done":
-                    remember(event[1].rate)
-                yield event
-    finally:
-        if _stops.get(key) is own:
-            del _stops[key]
-
-
-def switch(key: str) -> threading.Event:
-    """The stop switch of session `key`'s run; a fresh one where no run is registered (as in
-    a ZeroGPU worker process)."""
-    return _stops.get(key) or threading.Event()
-
-
-def stop(key: str | None) -> bool:
-    """Stop session `key`'s run between two steps; False when nothing is running."""
-    event = _stops.get(key) if key else None
-    if event is None:
-        return False
-    event.set()
-    return True
+    it with the GPU function's arguments: kind, settings, scales, then any others; the settings
+    were checked, but numbers may still arrive as text such as "2".)"""
+    batch = float(settings["images"]) if kind == "generate" else len(str(scales).split(","))
+    return int(min(300, 20 + 0.15 * min(float(settings["steps"]), 100) * min(batch, 6)))

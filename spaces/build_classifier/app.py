@@ -27,13 +27,30 @@ from models.image_classifier import (  # noqa: E402  (all light: no torch)
     cleaner,
     hub_data,
     job,
-    limits,
     pieces,
     search,
-    share,
 )
 from models.image_classifier import workspace as wsp  # noqa: E402
-from shared import device, serve, ui  # noqa: E402
+from models.image_classifier.steps import (  # noqa: E402
+    categories,
+    clean_losses,
+    create_space,
+    ensure,
+    epochs_of,
+    estimate,
+    key,
+    move,
+    need,
+    per_category,
+    pick,
+    pick_loss,
+    push,
+    remove,
+    restore,
+    show,
+    views,
+)
+from shared import cancel, device, limits, serve, ui  # noqa: E402
 from shared.errors import UserError  # noqa: E402
 
 GPU = device.likely_gpu()
@@ -50,44 +67,29 @@ the web for photos of each, you remove the bad ones, and a pretrained model is f
 them in a few minutes on this {"GPU" if GPU else "CPU"}. Then look at what it gets wrong, clean
 again, try it on your own photos and push it to your Hugging Face account. This is lessons 1
 and 2 of fast.ai's *Practical Deep Learning*. Your photos and model live only in your session
-and are deleted when you leave (or after {limits.SESSION_SECONDS.value / 60:g} idle minutes)."""
-
-
-def key(request: gr.Request | None) -> str:
-    return request.session_hash if request and request.session_hash else "local"
-
-
-def need(ws_id: str | None) -> wsp.Workspace:
-    ws = wsp.get(ws_id)
-    if ws is None:
-        raise UserError("No photos yet (or they expired): search or upload some first (step 1).")
-    return ws
-
-
-def ensure(ws_id: str | None, request: gr.Request | None) -> wsp.Workspace:
-    return wsp.get(ws_id) or wsp.create(key(request))
-
-
-def views(ws: wsp.Workspace, label: str | None = None) -> tuple:
-    """After the photos changed: the summary, the category picker, its gallery, the plan."""
-    labels = ws.labels()
-    label = label if label in labels else (labels[0] if labels else None)
-    photos, ids = cleaner.category(ws, label)
-    return (
-        ws.summary(),
-        ws.id,
-        gr.Dropdown(choices=labels, value=label),
-        gr.Dropdown(choices=labels, value=None),
-        photos,
-        ids,
-        [],
-    )
+and are deleted when you leave (or after {limits.BUILD_SESSION_SECONDS.value / 60:g} idle
+minutes)."""
 
 
 # --- 1. photos -------------------------------------------------------------------------------
 
 
-@pieces.shown(7)
+def gather(ws_id, names, suffix, per_class, request: gr.Request, progress: gr.Progress):
+    """(progress text, workspace) while the web search runs; every input checked first."""
+    names = limits.check_text(names, "list of categories", limits.BUILD_CATEGORY_TEXT)
+    suffix = limits.check_text(suffix, "words added to each search", limits.BUILD_SUFFIX)
+    queries = search.parse_categories(names, suffix)
+    per_class = per_category(per_class)
+    ws = ensure(ws_id, request)
+    # the page's Stop, a closed page or an API caller's cancel (its request's switch) stop it
+    with job.searches.hold(key(request), cancel.switch()) as stop:
+        for p in search.collect(ws, queries, per_class, stop=stop):
+            progress((p.done, p.wanted), desc=f"{p.label or 'done'}: {p.done}/{p.wanted} photos")
+            yield p.text(), ws
+
+
+@ui.errors
+@ui.stoppable
 def search_photos(ws_id, names, suffix, per_class, request: gr.Request, progress=gr.Progress()):  # noqa: B008
     """Search the web for photos of each category and keep the ones that are real photos
     (checked, de-duplicated) in this session's workspace.
@@ -96,22 +98,32 @@ def search_photos(ws_id, names, suffix, per_class, request: gr.Request, progress
         names: the categories, separated by commas (2 to 10), e.g. "grizzly bear, black bear".
         suffix: words added to every search, e.g. "photo".
         per_class: how many photos to keep per category.
+
+    Returns what was kept and skipped with a summary per category, and the session's photos
+    (thumbnails captioned with their category).
     """
-    queries = search.parse_categories(names, suffix)
-    ws = ensure(ws_id, request)
-    with job.searches.hold(key(request)) as stop:
-        for p in search.collect(ws, queries, int(per_class), stop=stop):
-            progress((p.done, p.wanted), desc=f"{p.label or 'done'}: {p.done}/{p.wanted} photos")
-            yield f"🔎 {p.text()}", ws.id, *[gr.skip()] * 5
+    text, ws = "", None
+    for text, ws in gather(ws_id, names, suffix, per_class, request, progress):
+        yield text, gr.skip(), ws.id
+    kept = [(str(ws.thumb(p)), label) for label in ws.labels() for p in ws.photos(label)]
+    yield f"{text}\n\n{ws.summary()}", kept, ws.id
+
+
+def find_photos(ws_id, names, suffix, per_class, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+    """The page's search: its progress, then the photos to clean."""
+    skip = [gr.skip()] * 5
+    text, ws = "", None
+    for text, ws in gather(ws_id, names, suffix, per_class, request, progress):
+        yield f"🔎 {text}", ws.id, *skip
     summary, *rest = views(ws)
-    yield f"{p.text()}\n\n{summary}", *rest
+    yield f"{text}\n\n{summary}", *rest
 
 
-@pieces.shown(7)
 def add_uploads(ws_id, files, label, request: gr.Request):
     """Photos (several files, or a zip of one folder per category) under a category."""
     if not files:
         raise UserError("Choose photos or a zip to upload first.")
+    label = limits.check_text(label, "category", limits.BUILD_CATEGORY_TEXT)
     ws = ensure(ws_id, request)
     result = ws.add_files([f if isinstance(f, str) else f.name for f in files], label)
     summary, *rest = views(ws, label)
@@ -119,90 +131,29 @@ def add_uploads(ws_id, files, label, request: gr.Request):
     return f"Upload: {said}.\n\n{summary}", *rest
 
 
-@pieces.shown(7)
 def add_dataset(ws_id, dataset, per_class, request: gr.Request, progress=gr.Progress()):  # noqa: B008
     """Photos from a public Hub dataset in imagefolder layout."""
-    if not (dataset or "").strip():
-        raise UserError("Type a Hub dataset id, like owner/name.")
+    dataset = limits.check_text(dataset, "dataset id", limits.BUILD_DATASET, required=True)
+    per_class = per_category(per_class)
+    dataset = dataset.strip()
     ws = ensure(ws_id, request)
     outcomes = {}
     with job.searches.hold(key(request)) as stop:
-        for done, total, found in hub_data.collect(ws, dataset, int(per_class), stop):
+        for done, total, found in hub_data.collect(ws, dataset, per_class, stop):
             progress((done, total), desc=f"{done}/{total} files")
             outcomes = found
-            yield f"{done}/{total} files from {dataset.strip()}", ws.id, *[gr.skip()] * 5
+            yield f"{done}/{total} files from {dataset}", ws.id, *[gr.skip()] * 5
     summary, *rest = views(ws)
     said = ", ".join(f"{n} {why}" for why, n in outcomes.items())
-    yield f"{dataset.strip()}: {said}.\n\n{summary}", *rest
+    yield f"{dataset}: {said}.\n\n{summary}", *rest
 
 
 def stop_search(request: gr.Request):
-    return "⏹ Stopping…" if job.searches.stop(key(request)) else gr.skip()
+    # the search says "Stopped." itself; a "Stopping…" from here could arrive after it
+    return gr.skip() if job.searches.stop(key(request)) else "Nothing is searching."
 
 
-# --- 2. and 4. cleaning ------------------------------------------------------------------------
-
-
-@pieces.shown(4)
-def show(ws_id, label):
-    photos, ids = cleaner.category(need(ws_id), label)
-    return "", photos, ids, []
-
-
-@pieces.shown(3)
-def pick(ids, selected, ws_id, label, evt: gr.SelectData):
-    selected = cleaner.toggle(ids, selected, evt.index)
-    photos, _ = cleaner.category(need(ws_id), label, selected)
-    return f"{len(selected)} selected", photos, selected
-
-
-@pieces.shown(8)
-def remove(ws_id, selected, label):
-    ws = need(ws_id)
-    if not selected:
-        raise UserError("Click the photos to remove first.")
-    n = ws.remove(selected)
-    return f"Removed {n} photo(s).", *views(ws, label)[1:], ws.summary()
-
-
-@pieces.shown(8)
-def move(ws_id, selected, label, target):
-    ws = need(ws_id)
-    if not selected or not target:
-        raise UserError("Click the photos to move, then pick the category they belong to.")
-    n = ws.move(selected, target)
-    return f"Moved {n} photo(s) to {target}.", *views(ws, label)[1:], ws.summary()
-
-
-@pieces.shown(3)
-def pick_loss(ids, selected, ws_id, evt: gr.SelectData):
-    selected = cleaner.toggle(ids, selected, evt.index)
-    ws = need(ws_id)
-    photos, _ = cleaner.top_losses(ws, ws.review, selected)
-    return f"{len(selected)} selected", photos, selected
-
-
-@pieces.shown(5)
-def clean_losses(ws_id, selected, target):
-    """Remove (no target) or move the selected top-loss photos."""
-    ws = need(ws_id)
-    if not selected:
-        raise UserError("Click the photos to clean first.")
-    n = ws.move(selected, target) if target else ws.remove(selected)
-    photos, ids = cleaner.top_losses(ws, ws.review)
-    what = f"Moved {n} to {target}" if target else f"Removed {n}"
-    return f"{what}. Retrain to see the difference.", photos, ids, [], ws.summary()
-
-
-# --- 3. training -------------------------------------------------------------------------------
-
-
-@pieces.shown(1)
-def estimate(ws_id, base, epochs):
-    ws = wsp.get(ws_id)
-    if ws is None or len(ws.labels()) < limits.MIN_CLASSES:
-        return "Add photos of at least two categories, then the time estimate shows here."
-    return job.plan(ws.photos_dir, ws.model_dir, ws.counts(), base, int(epochs)).describe()
+# --- 3. training (steps 2, 4 and 6: models/image_classifier/steps.py) --------------------
 
 
 @device.gpu(duration=job.gpu_seconds)
@@ -211,11 +162,10 @@ def _train(plan: dict, session: str):
     yield from job.run(plan, stop=job.trainings.get(session))
 
 
-@pieces.shown(8)
 def train(ws_id, base, epochs, request: gr.Request):
     """Fine-tune on the session's photos: live table and loss curve, then the review."""
     ws = need(ws_id)
-    p = job.plan(ws.photos_dir, ws.model_dir, ws.counts(), base, int(epochs))
+    p = job.plan(ws.photos_dir, ws.model_dir, ws.counts(), base, epochs_of(epochs))
     view, last, skip = cleaner.RunView(), 0.0, [gr.skip()] * 5
     with job.trainings.hold(key(request)) as stop, job.turn(key(request), stop) as places:
         for place in places:
@@ -244,11 +194,6 @@ def train(ws_id, base, epochs, request: gr.Request):
                 yield text, gr.skip(), gr.skip(), confusion, per_class, photos, ids, []
 
 
-def categories(ws_id):
-    ws = wsp.get(ws_id)
-    return gr.Dropdown(choices=ws.labels() if ws else [], value=None)
-
-
 def arm_training(request: gr.Request):
     job.trainings.arm(key(request))
 
@@ -258,65 +203,55 @@ def stop_training(request: gr.Request):
     return gr.skip() if job.trainings.stop(key(request)) else "Nothing is training."
 
 
-# --- 5. try it, 6. share ------------------------------------------------------------------------
+# --- 5. try it ---------------------------------------------------------------------------------
+
+
+def model_of(ws_id: str | None):
+    ws = wsp.get(ws_id)
+    if ws is None:
+        raise UserError("Train a model first (step 3); then try it here.")
+    return pieces.classifier(ws.model_dir)
+
+
+def run(ws_id, image, threshold, cam):
+    """(prediction, note, threshold) with the session's model, every input checked first."""
+    threshold, on = pieces.options(threshold, cam=cam)
+    path = pieces.photo(image)
+    model = model_of(ws_id)
+    picture, note = model.read(path)
+    [pred] = model.predict_batch([picture], k=pieces.TOP_K, cam=on["cam"])
+    return pred, note, threshold
 
 
 @ui.errors
+@ui.stoppable
 def classify_photo(ws_id, image, threshold, cam):
-    """Classify a photo with the model this session trained: the likeliest categories, the
-    answer in words ("not sure" under the threshold) and a Grad-CAM heatmap.
+    """Classify a photo with the model this session trained: the answer as data (the
+    categories as typed), and a Grad-CAM heatmap over the photo if asked.
+
+    Returns {"label": the category, or None when not sure, "not_sure": true when the best
+    confidence is under the threshold, "confidences": [{"label", "confidence"}, ...] best
+    first, "note": a remark or None}, and the heatmap.
 
     Args:
         image: the photo to classify.
         threshold: under this top probability (0-1) the answer is "not sure".
         cam: whether to draw the Grad-CAM heatmap.
     """
-    return pieces.answer(lambda: pieces.classifier(need(ws_id).model_dir), image, threshold, cam)
+    pred, note, threshold = run(ws_id, image, threshold, cam)
+    return pieces.result(pred.top, threshold, note), pred.heatmap
 
 
-@pieces.shown(2)
-def push(ws_id, name, private, profile: gr.OAuthProfile | None, token: gr.OAuthToken | None):
-    """Push the model to the signed-in visitor's account, with their token (used only here)."""
-    ws = need(ws_id)
-    if profile is None or token is None:
-        raise UserError("Sign in with Hugging Face first (the button above).")
-    if not getattr(ws, "review", None):
-        raise UserError("Train a model first (step 3), then push it.")
-    repo = share.repo_for(profile.username, name)
-    commit = share.push(ws, repo, ws.base, ws.review, share.hub_token(token.token), private)
-    ws.pushed = (repo, commit, private)
-    links = share.links(repo)
-    return (
-        f"✅ Pushed to [{repo}]({links['page']}) (commit `{commit[:8]}`).\n\n"
-        f"Load it anywhere with timm:\n```python\nimport timm\n{links['timm']}\n```\n"
-        f"Serve it with the pets demo:\n```bash\n{links['serve']}\n```",
-        gr.Button(interactive=True),
-    )
+def try_it(ws_id, image, threshold, cam):
+    """The page's answer: the bars, a sentence, the heatmap, and what rewording needs."""
+    pred, note, threshold = run(ws_id, image, threshold, cam)
+    labels, words = pieces.shown(pred.top, threshold, note)
+    return labels, words, pred.heatmap, {"top": pred.top, "note": note}
 
 
-@pieces.shown(1)
-def create_space(ws_id, name, profile: gr.OAuthProfile | None, token: gr.OAuthToken | None):
-    ws = need(ws_id)
-    if profile is None or token is None:
-        raise UserError("Sign in with Hugging Face first (the button above).")
-    repo, commit, private = getattr(ws, "pushed", (None, None, None))
-    if repo is None:
-        raise UserError("Push the model first: your Space serves it.")
-    if private:
-        raise UserError("Your Space needs the model to be public; push it without 'Private'.")
-    space = share.repo_for(profile.username, name)
-    share.create_space(repo, commit, space, share.hub_token(token.token))
-    return f"✅ Your Space: [{space}]({share.space_page(space)}), serving {repo}@{commit[:8]}."
-
-
-def restore(saved, ws_id, request: gr.Request):
-    """A reload (signing in reloads the page) takes this browser's workspace back, if any."""
-    ws = wsp.claim(saved, key(request)) if saved != ws_id else None
-    if ws is None:
-        return [gr.skip()] * 11
-    photos, ids = cleaner.top_losses(ws, ws.review)
-    review = (ws.review["confusion"], cleaner.RunView.done(ws.review)[1]) if ws.review else ()
-    return *views(ws), *(review or [gr.skip()] * 2), photos, ids
+def bases() -> str:
+    """The pretrained models to start from, each described by its own card."""
+    return "\n\n".join(ui.describe(name) for name, _ in BASES.values())
 
 
 def end(request: gr.Request):
@@ -331,7 +266,7 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
     gr.Markdown("## 🐦 Build your own classifier")
     gr.Markdown(INTRO)
     with gr.Accordion("Limits, and why", open=False):
-        gr.Markdown(limits.table())
+        gr.Markdown(pieces.caps_table())
     ws_id = gr.State(None)  # the workspace id: a secret only this session holds
     saved = gr.Textbox(visible=False)  # the id, kept in this browser's localStorage for a reload
     ids, selected = gr.State([]), gr.State([])
@@ -341,23 +276,29 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
     with gr.Tabs():
         with gr.Tab("Search the web"):
             names = gr.Textbox(
-                label=f"Categories ({limits.MIN_CLASSES}–{limits.CLASSES.value:g}, commas between)",
+                label=f"Categories ({wsp.MIN_CLASSES}–{limits.BUILD_CLASSES.value}, commas)",
                 placeholder="grizzly bear, black bear, teddy bear",
+                max_length=limits.BUILD_CATEGORY_TEXT.value,
                 elem_id="build-names",
             )
             with gr.Row():
-                suffix = gr.Textbox(label="Added to each search (optional)", value="photo")
+                find = gr.Button("Search", variant="primary", elem_id="build-search")
+                halt_find = gr.Button("Stop", variant="stop", elem_id="build-search-stop")
+            find_status = ui.status(elem_id="build-search-status")
+            with gr.Row():
+                suffix = gr.Textbox(
+                    label="Added to each search (optional)",
+                    value="photo",
+                    max_length=limits.BUILD_SUFFIX.value,
+                )
                 per_class = gr.Slider(
                     5,
-                    limits.PHOTOS_PER_CLASS.value,
+                    limits.BUILD_PHOTOS_PER_CLASS.value,
                     PER_CLASS,
                     step=1,
                     label="Photos per category",
                     elem_id="build-per-class",
                 )
-            with gr.Row():
-                find = gr.Button("Search", variant="primary", elem_id="build-search")
-                halt_find = gr.Button("Stop", variant="stop", elem_id="build-search-stop")
         with gr.Tab("Upload"):
             files = gr.File(
                 label="Photos, or a zip with a folder per category",
@@ -369,14 +310,17 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
             with gr.Row():
                 upload_label = gr.Textbox(label="Their category (a zip: its folders)")
                 upload = gr.Button("Add photos", variant="primary", elem_id="build-upload")
+            upload_status = ui.status(elem_id="build-upload-status")
         with gr.Tab("Hub dataset"):
             dataset = gr.Textbox(
                 label="A public dataset in imagefolder layout (category/photo.jpg)",
                 placeholder="owner/name",
+                max_length=limits.BUILD_DATASET.value,
                 elem_id="build-dataset",
             )
             from_hub = gr.Button("Add photos from the Hub", variant="primary", elem_id="build-hub")
-    data_status = gr.Markdown(elem_id="build-data-status")
+            hub_status = ui.status(elem_id="build-hub-status")
+    data_md = gr.Markdown(elem_id="build-data-status")
 
     gr.Markdown("### 2 · Clean\nClick photos to select them, then remove them or move them.")
     with gr.Row():
@@ -385,12 +329,17 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
             label="Move the selected photos to", choices=[], allow_custom_value=True
         )
     photos = gr.Gallery(
-        label="Photos", columns=6, height=330, allow_preview=False, elem_id="build-gallery"
+        label="Photos: click to select",
+        columns=6,
+        height=330,
+        allow_preview=False,
+        elem_classes=["demo-gallery"],  # three a row on a phone (shared.ui.CSS)
+        elem_id="build-gallery",
     )
     with gr.Row():
-        clean_status = gr.Markdown(elem_id="build-clean-status")
         drop = gr.Button("Remove selected", variant="stop", size="sm", elem_id="build-remove")
         relabel = gr.Button("Move selected", size="sm")
+    clean_status = ui.status(elem_id="build-clean-status")
 
     gr.Markdown("### 3 · Train")
     with gr.Row():
@@ -405,11 +354,14 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
         )
     plan_md = gr.Markdown(estimate(None, "cpu", 3), elem_id="build-plan")
     with gr.Accordion("Where the pretrained models come from", open=False):
-        gr.Markdown("\n\n".join(ui.model_info(name) for name, _ in BASES.values()))
+        # their pinned commits (no fetch); their cards' stories when a page opens
+        pins = "\n\n".join(ui.model_info(name) for name, _ in BASES.values())
+        bases_md = gr.Markdown(pins, elem_id="build-bases")
     with gr.Row():
         start = gr.Button("Train", variant="primary", elem_id="build-train")
         halt = gr.Button("Stop", variant="stop", elem_id="build-train-stop")
-    train_status = gr.Markdown(elem_id="build-train-status")
+    train_status = ui.status(elem_id="build-train-status")
+    train_md = gr.Markdown(elem_id="build-train-progress")
     with gr.Row(equal_height=False):
         table = gr.Dataframe(
             headers=cleaner.HEADERS,
@@ -442,13 +394,14 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
         columns=6,
         height=330,
         allow_preview=False,
+        elem_classes=["demo-gallery"],  # three a row on a phone (shared.ui.CSS)
         elem_id="build-losses",
     )
     with gr.Row():
-        loss_status = gr.Markdown(elem_id="build-loss-status")
         loss_target = gr.Dropdown(label="Move them to (empty: remove)", choices=[])
         clean_loss = gr.Button("Remove or move selected", size="sm", elem_id="build-clean-loss")
         retrain = gr.Button("Retrain", variant="primary", size="sm", elem_id="build-retrain")
+    loss_status = ui.status(elem_id="build-loss-status")
 
     gr.Markdown("### 5 · Try it")
     panel = pieces.TryIt.build("build")
@@ -456,77 +409,148 @@ with gr.Blocks(title="Build your own classifier", delete_cache=(3600, 3600)) as 
     gr.Markdown("### 6 · Share it")
     pieces.login_button("build-login")
     with gr.Row():
-        repo_name = gr.Textbox(label="Model repo name", value="my-classifier", elem_id="build-repo")
+        repo_name = gr.Textbox(
+            label="Model repo name",
+            value="my-classifier",
+            max_length=limits.BUILD_NAME.value,
+            elem_id="build-repo",
+        )
         private = gr.Checkbox(label="Private", value=False)
         publish = gr.Button("Push to my account", variant="primary", elem_id="build-push")
-    share_status = gr.Markdown(elem_id="build-share-status")
+    share_status = ui.status(elem_id="build-share-status")
+    share_md = gr.Markdown(elem_id="build-share")
     with gr.Row():
-        space_name = gr.Textbox(label="Space name", value="my-classifier-demo")
+        space_name = gr.Textbox(
+            label="Space name", value="my-classifier-demo", max_length=limits.BUILD_NAME.value
+        )
         make_space = gr.Button("Create my Space", interactive=False, elem_id="build-space")
-    space_status = gr.Markdown(elem_id="build-space-status")
+    space_status = ui.status(elem_id="build-space-status")
+    space_md = gr.Markdown(elem_id="build-space-result")
+    api_text = gr.Markdown(visible=False)
+    api_photos = gr.Gallery(visible=False, label="The session's photos")
+    api_result = gr.JSON(visible=False, label="The answer: label, not_sure, confidences")
+    api_button = gr.Button(visible=False)  # carries the API endpoints below
 
-    changed = [data_status, ws_id, category, target, photos, ids, selected]
-    costs = [ws_id, base, epochs]
-    slow = {"concurrency_limit": 4, "concurrency_id": "build-data"}
-    searching = find.click(
-        search_photos, [ws_id, names, suffix, per_class], changed, api_name="search_photos", **slow
-    )
-    halt_find.click(stop_search, None, data_status, queue=False, api_visibility="private")
+    # page events: a failure shows in the status line under the control (ui.reported)
     ui_only = {"api_visibility": "private"}  # the API is /search_photos and /classify_photo
-    uploading = upload.click(add_uploads, [ws_id, files, upload_label], changed, **slow, **ui_only)
+    slow = {"concurrency_limit": 4, "concurrency_id": "build-data", **ui_only}
+    changed = [data_md, ws_id, category, target, photos, ids, selected]
+    keep = (False,) * 7  # a failed step leaves the photos as they were
+    costs = [ws_id, base, epochs]
+    plan = ui.reported(estimate, clear=(False,))
+    searching = find.click(
+        ui.reported(find_photos, clear=keep),
+        [ws_id, names, suffix, per_class],
+        [*changed, find_status],
+        **slow,
+    )
+    halt_find.click(stop_search, None, find_status, queue=False, **ui_only)
+    uploading = upload.click(
+        ui.reported(add_uploads, clear=keep),
+        [ws_id, files, upload_label],
+        [*changed, upload_status],
+        **slow,
+    )
     hub_adding = from_hub.click(
-        add_dataset, [ws_id, dataset, per_class], changed, **slow, **ui_only
+        ui.reported(add_dataset, clear=keep),
+        [ws_id, dataset, per_class],
+        [*changed, hub_status],
+        **slow,
     )
-    category.change(show, [ws_id, category], [clean_status, photos, ids, selected], **ui_only)
+    category.change(
+        ui.reported(show, clear=(False, False, False)),
+        [ws_id, category],
+        [photos, ids, selected, clean_status],
+        **ui_only,
+    )
     photos.select(
-        pick, [ids, selected, ws_id, category], [clean_status, photos, selected], **ui_only
+        ui.reported(pick, clear=(False, False)),
+        [ids, selected, ws_id, category],
+        [photos, selected, clean_status],
+        **ui_only,
     )
-    cleaned = [clean_status, *changed[1:], data_status]  # the message beside the buttons
-    removing = drop.click(remove, [ws_id, selected, category], cleaned, **ui_only)
-    moving = relabel.click(move, [ws_id, selected, category, target], cleaned, **ui_only)
+    removing = drop.click(
+        ui.reported(remove, clear=keep),
+        [ws_id, selected, category],
+        [*changed, clean_status],
+        **ui_only,
+    )
+    moving = relabel.click(
+        ui.reported(move, clear=keep),
+        [ws_id, selected, category, target],
+        [*changed, clean_status],
+        **ui_only,
+    )
     for event in (searching, uploading, hub_adding, removing, moving):
-        event.then(estimate, costs, plan_md, api_visibility="private").then(
-            lambda v: v, ws_id, saved, api_visibility="private"
+        event.then(plan, costs, [plan_md, train_status], **ui_only).then(
+            lambda v: v, ws_id, saved, **ui_only
         ).then(None, saved, None, js=f"(v) => {{ localStorage.setItem('{STORE}', v || ''); }}")
-    gr.on([base.change, epochs.change], estimate, costs, plan_md, api_visibility="private")
+    gr.on([base.change, epochs.change], plan, costs, [plan_md, train_status], **ui_only)
 
-    trained = [train_status, table, curve, confusion, per_class_df, losses, loss_ids]
-    trained.append(loss_selected)
+    trained = [train_md, table, curve, confusion, per_class_df, losses, loss_ids, loss_selected]
     # one run at a time is the job's line (job.turn), which shows each its place
     for button in (start, retrain):
-        button.click(arm_training, None, None, queue=False, api_visibility="private").then(
-            train, [ws_id, base, epochs], trained, concurrency_limit=8, **ui_only
-        ).then(categories, ws_id, loss_target, api_visibility="private")
-    halt.click(stop_training, None, train_status, queue=False, api_visibility="private")
+        button.click(arm_training, None, None, queue=False, **ui_only).then(
+            ui.reported(train, clear=(True, *(False,) * 7)),
+            [ws_id, base, epochs],
+            [*trained, train_status],
+            concurrency_limit=8,
+            **ui_only,
+        ).then(categories, ws_id, loss_target, **ui_only)
+    halt.click(stop_training, None, train_status, queue=False, **ui_only)
     losses.select(
-        pick_loss, [loss_ids, loss_selected, ws_id], [loss_status, losses, loss_selected], **ui_only
+        ui.reported(pick_loss, clear=(False, False)),
+        [loss_ids, loss_selected, ws_id],
+        [losses, loss_selected, loss_status],
+        **ui_only,
     )
     clean_loss.click(
-        clean_losses,
+        ui.reported(clean_losses, clear=(False,) * 4),
         [ws_id, loss_selected, loss_target],
-        [loss_status, losses, loss_ids, loss_selected, data_status],
+        [losses, loss_ids, loss_selected, data_md, loss_status],
         **ui_only,
-    ).then(estimate, costs, plan_md, api_visibility="private")
+    ).then(plan, costs, [plan_md, train_status], **ui_only)
 
-    gr.on(
-        [panel.button.click, panel.image.input, panel.cam.input, panel.threshold.release],
+    panel.listen(try_it, before=[ws_id], api_visibility="private")
+    publish.click(
+        ui.reported(push, clear=(True, False)),
+        [ws_id, repo_name, private],
+        [share_md, make_space, share_status],
+        **ui_only,
+    )
+    make_space.click(
+        ui.reported(create_space, clear=(True,)),
+        [ws_id, space_name],
+        [space_md, space_status],
+        **ui_only,
+    )
+    # the API: data, and a failure raised for the caller (ui.errors)
+    api = {"concurrency_limit": 4, "concurrency_id": "build-data"}
+    api_button.click(
+        search_photos,
+        [ws_id, names, suffix, per_class],
+        [api_text, api_photos, ws_id],
+        api_name="search_photos",
+        preprocess=False,  # what the caller sent, checked as it is (not turned into text)
+        **api,
+    )
+    api_button.click(
         classify_photo,
         [ws_id, *panel.inputs],
-        panel.outputs,
-        preprocess=False,
-        trigger_mode="always_last",
+        [api_result, panel.heatmap],
         api_name="classify_photo",
+        preprocess=False,  # the photo untouched: read_image checks it (pieces.read_upload)
     )
-    publish.click(push, [ws_id, repo_name, private], [share_status, make_space], **ui_only)
-    make_space.click(create_space, [ws_id, space_name], space_status, **ui_only)
     # a reload (signing in is one) takes back the workspace this browser kept
     demo.load(None, None, saved, js=f"() => localStorage.getItem('{STORE}') || ''").then(
-        restore,
+        ui.reported(restore, clear=(False,) * 11),
         [saved, ws_id],
-        [*changed, confusion, per_class_df, losses, loss_ids],
-        api_visibility="private",
-    ).then(estimate, costs, plan_md, api_visibility="private")
+        [*changed, confusion, per_class_df, losses, loss_ids, find_status],
+        **ui_only,
+    ).then(plan, costs, [plan_md, train_status], **ui_only)
+    # the bases' own stories (their cards, at the pinned commits): fetched when a page opens
+    demo.load(bases, None, bases_md, **ui_only)
     demo.unload(end)
 
 if __name__ == "__main__":
-    serve.launch(demo, max_file_size=limits.PHOTO_BYTES.value)
+    serve.launch(demo, max_file_size=limits.BUILD_PHOTO_BYTES.value)
