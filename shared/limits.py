@@ -41,16 +41,6 @@ SESSIONS = Limit(
 TEMP_AGE = Limit(3600, "seconds a result file is kept", "downloads are for now; the disk is small")
 TEMP_SWEEP = Limit(600, "seconds between sweeps of old result files", "cheap, and often enough")
 
-# Text fields (characters) -----------------------------------------------------------------
-PHRASE = Limit(500, "characters per phrase", "patent phrases are a few words (data's longest: 98)")
-CONTEXT = Limit(
-    400, "characters per CPC context", "a code and its title; the longest CPC title has ~300"
-)
-TARGETS = Limit(1000, "target phrases per ranking", "more belongs in a CSV, which streams")
-PROMPT = Limit(
-    2000, "characters per prompt", "the text encoder reads 77 tokens (~300 characters) anyway"
-)
-
 # Movie recommender ------------------------------------------------------------------------
 TITLE = Limit(300, "characters per movie title", "the longest MovieLens title has 81")
 RATINGS = Limit(200, "ratings per visitor", "a few ratings are enough to fold a visitor in")
@@ -59,9 +49,6 @@ MIN_RATINGS = Limit(
     100_000, "ratings as a list's minimum", "MovieLens 100k has 100,000 ratings in all"
 )
 MAP_MOVIES = Limit(5000, "movies on the factor map", "MovieLens 100k has 1,682; more is unreadable")
-
-# Files --------------------------------------------------------------------------------------
-CSV_ROWS = Limit(200_000, "rows per CSV", "about 10 minutes of scoring on 2 vCPUs")
 
 # Pet breed classifier (and every image the classifier family reads) --------------------------
 BATCH_IMAGES = Limit(16, "images per batch", "one forward pass; more would delay everyone else")
@@ -137,6 +124,9 @@ BUILD_WORKSPACES = Limit(
 )
 
 # Text to image ------------------------------------------------------------------------------
+PROMPT = Limit(
+    2000, "characters per prompt", "the text encoder reads 77 tokens (~300 characters) anyway"
+)
 SCALES_TEXT = Limit(100, "characters of guidance scales", "six, as “1, 3, 5, 7.5, 10, 14”, need 25")
 CPU_PIXEL_STEPS = Limit(
     512 * 512 * 12 * 4,
@@ -145,6 +135,18 @@ CPU_PIXEL_STEPS = Limit(
     "4-scale guidance grid at 512×512 and 12 steps (the CPU defaults) is the most one visitor "
     "may ask for",
 )
+
+# Patent phrase similarity ------------------------------------------------------------------
+PHRASE = Limit(500, "characters per phrase", "patent phrases are a few words (data's longest: 98)")
+CONTEXT = Limit(
+    400, "characters per CPC context", "a code and its title; the longest CPC title has ~300"
+)
+TARGETS = Limit(1000, "target phrases per ranking", "more belongs in a CSV, which streams")
+TARGETS_TEXT = Limit(
+    100_000, "characters of target phrases", "1,000 phrases of 100 characters; more is a CSV"
+)
+CSV_ROWS = Limit(200_000, "rows per CSV", "about 10 minutes of scoring on 2 vCPUs")
+CSV_BYTES = Limit(20_000_000, "bytes per CSV", "200,000 rows of phrase pairs take about 10 MB")
 
 
 def _from_environment() -> None:

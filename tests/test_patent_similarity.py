@@ -19,6 +19,7 @@ from models.patent_similarity import data, predict
 from models.patent_similarity.config import TrainConfig
 from models.patent_similarity.csv_scoring import CHUNK_ROWS, SAMPLE
 from models.patent_similarity.train import train
+from shared import limits
 from shared.errors import ModelError, UserError
 from tests.factories import TITLES, WORDS, deberta_base, synthetic_pairs
 
@@ -283,7 +284,7 @@ def test_long_phrase_is_truncated_with_a_notice(predictor):
 
 def test_too_many_targets(predictor):
     with pytest.raises(UserError, match="too many"):
-        predictor.rank("valve", [f"t{i}" for i in range(predict.MAX_TARGETS + 1)], "F16")
+        predictor.rank("valve", [f"t{i}" for i in range(limits.TARGETS.value + 1)], "F16")
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -334,8 +335,7 @@ def test_csv_scoring_with_empty_rows_and_notes(predictor, tmp_path):
     np.testing.assert_allclose(
         scored.prediction.astype(float), predictor.score_texts(texts), atol=1e-4
     )
-    expected = data.pearson(scored.score.astype(float), predictor.score_texts(texts))
-    assert report.pearson == pytest.approx(expected, abs=1e-6) and report.labelled == 4
+    assert report.labelled == 4 and report.pearson is None  # 4 rows: no Pearson (from 10)
     assert calls[0][0] == 0 and calls[-1][0] == 6
 
 
@@ -352,7 +352,6 @@ def test_csv_scoring_with_empty_rows_and_notes(predictor, tmp_path):
             "not UTF-8 text: line 3",
         ),
         (b"PK\x03\x04\x00\x00binary", "binary"),
-        ("anchor,target,context\nvalve,pump,F16\nvalve,pump,F16,x,y\n", "malformed near row"),
     ],
     ids=[
         "missing-context",
@@ -362,12 +361,76 @@ def test_csv_scoring_with_empty_rows_and_notes(predictor, tmp_path):
         "empty-file",
         "latin-1",
         "binary",
-        "ragged",
     ],
 )
 def test_bad_csv_gives_clear_messages(predictor, tmp_path, content, message):
     with pytest.raises(UserError, match=message):
         predictor.score_csv(write(tmp_path / "bad.csv", content), tmp_path / "out.csv")
+
+
+def test_csv_ragged_rows_formulas_and_bad_scores_are_reported(predictor, tmp_path):
+    good = [("upper valve", "upper valves", "F16", s) for s in ("1", "0.75", "0.5", "0.25", "0")]
+    good += [("thin coil", "spring blade", "A47", s) for s in ("0", "0.25", "0.5", "0.75", "1")]
+    lines = ["anchor,target,context,score"] + [",".join(r) for r in good]
+    lines += [
+        "main lens,main lenses,H04,1,extra",  # line 12: one field too many
+        "main lens,main lenses",  # line 13: two too few
+        "=cmd|' /C calc'!A0,+SUM(1;2),H04,0.5",  # line 14: formulas, scored
+        "@SUM(A1),\tpad,-H04,-0.5",  # line 15: a score below 0
+        "rigid frame,flexible frame,B32,5",  # line 16: above 1
+        "rigid frame,flexible frame,B32,abc",  # line 17: not a number
+        "rigid frame,flexible frame,B32,nan",  # line 18: not a number either
+    ]
+    src = write(tmp_path / "in.csv", "\n".join(lines) + "\n")
+    report = predictor.score_csv(src, tmp_path / "out.csv")
+    out = pd.read_csv(report.path, keep_default_na=False, dtype=str)
+    assert report.rows == 17 and report.scored == 15 and report.n_skipped == 2
+    assert report.skipped == [
+        (12, "5 fields where the header has 4"),
+        (13, "2 fields where the header has 4"),
+    ]
+    assert out.prediction[10] == "" and "5 fields where the header has 4" in out.note[10]
+    assert list(out.iloc[10, :4]) == ["main lens", "main lenses", "H04", "1"]  # not shifted
+    # Formulas as text (a leading '), plain numbers untouched, even negative ones.
+    assert list(out.iloc[12, :3]) == ["'=cmd|' /C calc'!A0", "'+SUM(1;2)", "H04"]
+    assert list(out.iloc[13, :4]) == ["'@SUM(A1)", "'\tpad", "'-H04", "-0.5"]
+    assert report.neutralised == 5
+    # Scores outside 0-1 or not numbers: reported by line, left out of the Pearson.
+    assert [line for line, _ in report.bad_labels] == [15, 16, 17, 18]
+    assert "outside 0–1" in report.bad_labels[0][1] and "not a number" in report.bad_labels[2][1]
+    assert "left out of the Pearson" in out.note[15]
+    assert report.labelled == 11  # the ten good rows and line 14
+    kept = out.iloc[list(range(10)) + [12]]
+    expected = data.pearson(kept.score.astype(float), kept.prediction.astype(float))
+    assert report.pearson == pytest.approx(expected, abs=1e-3)
+    assert len(report.sample) == 11
+
+
+def test_pearson_needs_ten_labelled_rows(predictor, tmp_path):
+    rows = "".join(f"upper valve,upper valves,F16,{i % 2}\n" for i in range(9))
+    src = write(tmp_path / "nine.csv", "anchor,target,context,score\n" + rows)
+    report = predictor.score_csv(src, tmp_path / "out.csv")
+    assert report.labelled == 9 and report.pearson is None
+    src = write(tmp_path / "ten.csv", "anchor,target,context,score\n" + rows + "pump,sofa,A47,0\n")
+    report = predictor.score_csv(src, tmp_path / "out.csv")
+    assert report.labelled == 10 and report.pearson is not None
+
+
+def test_text_past_the_models_positions_is_cut_with_a_notice(trained, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(trained["out"], tmp_path / "model")
+    tok = json.loads((folder / "tokenizer_config.json").read_text())
+    tok["model_max_length"] = 10**30  # a tokenizer saved without a limit claims this
+    (folder / "tokenizer_config.json").write_text(json.dumps(tok))
+    p = predict.load(folder)
+    positions = json.loads((folder / "config.json").read_text())["max_position_embeddings"]
+    assert p.max_length == min(positions, 512)
+    long = " ".join(f"w{i}" for i in range(100))  # 290 characters, hundreds of tokens
+    r = p.score(long, long, "F16")
+    assert 0 <= r.score <= 1 and any(f"{p.max_length} tokens" in n for n in r.notices)
+    ranked = p.rank(long, [long, "valve"], "F16")
+    assert any(f"{p.max_length} tokens" in n for n in ranked[0].notices + ranked[1].notices)
 
 
 def test_semicolon_and_bom_csv(predictor, tmp_path):
@@ -386,13 +449,13 @@ def test_100k_rows_stream_in_bounded_memory(predictor, tmp_path):
     src = tmp_path / "big.csv"
     big.to_csv(src, index=False)
     sizes, calls = [], []
-    score_texts = predictor.score_texts
+    score_ids = predictor.score_ids
 
-    def spy(texts, batch_size=None):
-        sizes.append(len(texts))
-        return score_texts(texts, batch_size)
+    def spy(ids, batch_size=None):
+        sizes.append(len(ids))
+        return score_ids(ids, batch_size)
 
-    predictor.score_texts = spy
+    predictor.score_ids = spy
     predictor.batch_size = 1024  # a tiny model: fewer, larger batches keep this test short
     try:
         tracemalloc.start()
@@ -402,7 +465,7 @@ def test_100k_rows_stream_in_bounded_memory(predictor, tmp_path):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-        del predictor.score_texts
+        del predictor.score_ids
         predictor.batch_size = 64
     assert report.rows == report.scored == 100_000
     assert max(sizes) <= CHUNK_ROWS and len(sizes) >= 100_000 // CHUNK_ROWS
@@ -433,7 +496,7 @@ def test_space_api_endpoints(space_url, predictor, tmp_path):
     assert score == pytest.approx(
         predictor.score("upper valve", "upper valves", "F16").score, abs=1e-3
     )
-    assert label["label"].split(" · ")[1] in data.GRID.values()
+    assert label.split(" · ")[1] in data.GRID.values() and notes == ""
     table, _ = client.predict(
         "upper valve", "upper valves\nspring blade\nthin mirror", "F16", api_name="/rank"
     )
@@ -489,20 +552,121 @@ def test_real_data_split_and_baseline(data_dir):
 # --- the browser --------------------------------------------------------------------------
 
 
-@pytest.mark.browser
-def test_score_a_pair_in_the_suite(trained, repo_id, use_model, suite_url, page):
+@pytest.fixture
+def served(trained, repo_id, use_model):
     from shared import hub
 
     hub.push(trained["out"], repo_id)
     use_model(NAME, repo_id)
+    return predict.load(trained["out"])
+
+
+def pick_context(page, panel, code: str = "F16") -> None:
+    panel.get_by_label("CPC context").click()  # the first focus fills the list from the model
+    page.get_by_role("option", name=f"{code} — ").first.click()
+
+
+def rank_two(page) -> None:
+    rank = page.locator("#patent-rank")
+    rank.get_by_label("Anchor phrase").fill("upper valve")
+    pick_context(page, rank)
+    rank.get_by_label("Target phrases, one per line").fill(
+        "upper valves\nspring blade\na rather long target phrase that has to wrap"
+    )
+    rank.get_by_role("button", name="Rank").click()
+    rank.locator("#patent-ranking").get_by_text("spring blade").wait_for()
+
+
+@pytest.mark.browser
+def test_browser_score_rank_and_csv_in_the_suite(served, suite_url, page, shot, tmp_path):
     page.goto(suite_url)
     page.get_by_role("tab", name="Patent Phrase Similarity").click()
     panel = page.locator("#patent-score")
+    # Nothing stands in the result before anything is scored (no 0, no confidence bar).
+    assert not panel.get_by_text("Nearest step").count() and not panel.locator("progress").count()
+    # The served model's own card, in the suite too.
+    page.locator("#patent-model").get_by_text("measured: pearson").wait_for()
     panel.get_by_label("Anchor phrase").fill("upper valve")
     panel.get_by_label("Target phrase").fill("upper valves")
-    context = panel.get_by_label("CPC context")
-    context.click()  # the first focus fills the list from the model's CPC table
-    page.get_by_role("option", name="F16 — ENGINEERING ELEMENTS AND UNITS").click()
+    pick_context(page, panel)
     panel.get_by_role("button", name="Score").click()
-    expected = predict.load(trained["out"]).score("upper valve", "upper valves", "F16")
-    page.get_by_text(f"{expected.grid:.2f} · {expected.meaning}").first.wait_for()
+    r = served.score("upper valve", "upper valves", "F16")
+    panel.get_by_text(f"Score {r.score:.2f}").wait_for()
+    assert panel.get_by_text(f"{r.grid:.2f}, {r.meaning}").count()
+    assert "%" not in panel.inner_text()  # a meaning, not a confidence
+    shot(page, "1280-score")
+
+    page.get_by_role("tab", name="Rank targets").click()
+    rank_two(page)
+    shot(page, "1280-rank")
+
+    page.get_by_role("tab", name="Batch (CSV)").click()
+    batch = page.locator("#patent-batch")
+    pairs = ["upper valve,upper valves,F16,1", "thin coil,spring blade,A47,0"]
+    rows = "".join(f"{pairs[i % 2]}\n" for i in range(11))
+    src = write(tmp_path / "pairs.csv", "anchor,target,context,score\n" + rows + "x,y\n")
+    batch.locator("input[type=file]").set_input_files(str(src))
+    batch.get_by_role("button", name="Score file").click()
+    batch.get_by_text("Scored 11 of 12 rows").wait_for()
+    assert batch.get_by_text("n = 11").count() and batch.get_by_text("line 13").count()
+    page.locator("#patent-plot .main-svg").first.wait_for()  # plotly has drawn it
+    assert page.locator("#patent-plot").get_by_text("n = 11").count()  # n beside the Pearson
+    shot(page, "1280-csv")
+
+
+@pytest.fixture
+def space_page(served, load_space, launch) -> str:
+    return launch(load_space("patent_similarity").demo)
+
+
+@pytest.mark.browser
+def test_browser_error_state_keeps_inputs_usable(space_page, page, shot):
+    page.goto(space_page)
+    panel = page.locator("#patent-score")
+    panel.get_by_role("button", name="Score").click()
+    panel.get_by_text("Nearest step").wait_for()  # a result on screen
+    anchor = panel.get_by_label("Anchor phrase")
+    anchor.fill("")
+    panel.get_by_role("button", name="Score").click()
+    status = panel.locator(".demo-status")
+    status.get_by_text("The anchor is empty").wait_for()
+    page.wait_for_timeout(10_000)  # after any toast would have faded
+    assert status.get_by_text("The anchor is empty").is_visible()
+    assert not panel.get_by_text("Nearest step").count()  # the stale result was cleared
+    shot(page, "1280-error")
+    anchor.click()  # nothing covers the inputs
+    anchor.fill("upper valve")
+    panel.get_by_role("button", name="Score").click()
+    panel.get_by_text("Nearest step").wait_for()
+    assert not status.get_by_text("empty").count()
+
+    page.get_by_role("tab", name="Batch (CSV)").click()
+    batch = page.locator("#patent-batch")
+    batch.get_by_role("button", name="Score file").click()
+    batch.locator(".demo-status").get_by_text("Upload a CSV file").wait_for()
+    shot(page, "1280-csv-error")
+
+
+@pytest.mark.browser
+def test_browser_phone_layout(space_page, phone, shot):
+    from tests.conftest import above_the_fold, no_horizontal_scroll
+
+    phone.goto(space_page)
+    panel = phone.locator("#patent-score")
+    button = panel.get_by_role("button", name="Score")
+    button.wait_for()
+    assert above_the_fold(panel.get_by_label("Anchor phrase")) and above_the_fold(button)
+    assert no_horizontal_scroll(phone)
+    shot(phone, "390-start")
+    button.click()
+    panel.get_by_text("Nearest step").wait_for()
+    assert no_horizontal_scroll(phone)
+    shot(phone, "390-score")
+    phone.get_by_role("tab", name="Rank targets").click()
+    rank_two(phone)
+    assert no_horizontal_scroll(phone)
+    shot(phone, "390-rank")
+    phone.get_by_role("tab", name="Batch (CSV)").click()
+    assert above_the_fold(phone.locator("#patent-batch").get_by_role("button", name="Score file"))
+    assert no_horizontal_scroll(phone)
+    shot(phone, "390-csv")

@@ -3,8 +3,10 @@ cross-encoder.
 
 `load(folder)` checks a model folder (transformers layout, as `train` writes it) and returns a
 `Predictor`: `text` builds the model input the way training did (one line, capped length, the
-CPC code or its title), `score_texts` scores many inputs in batches of similar length,
-`score` and `rank` serve the Space's first two tabs, `score_csv` its third (csv_scoring.py).
+CPC code or its title), `encode` turns inputs into tokens cut to the model's real limit,
+`score_texts` scores many inputs in batches of similar length (and stops between batches when
+the request is cancelled), `score` and `rank` serve the Space's first two tabs, `score_csv` its
+third (csv_scoring.py).
 On a CPU the exported graph (model.onnx, runtime.py) scores when the folder has one; PyTorch
 otherwise, and always on a GPU (shared/runtime.py decides).
 """
@@ -37,11 +39,12 @@ from models.patent_similarity.data import (
     read_cpc,
 )
 from models.patent_similarity.runtime import ENGINE, EXPORT, Graph
+from shared import cancel, limits
 from shared import device as devices
 from shared import runtime as runtimes
 from shared.errors import ModelError, UserError
 
-MAX_TARGETS = 1000  # per ranking; more belongs in a CSV
+CODE = re.compile(r"[A-HY]\d\d[A-Z]?(?![\w/])")  # a CPC section+class(+subclass): A47, A47C
 
 
 @dataclass
@@ -58,9 +61,12 @@ class Scored:
 
 
 def _parse_code(context: object) -> str:
-    """The CPC code of a dropdown value ("A47 — FURNITURE; ...") or of typed text ("a47")."""
-    text = clean(context)
-    return re.split(r"\s+[—–-]\s+", text, maxsplit=1)[0].strip().upper() if text else ""
+    """The CPC code of a dropdown value ("A47 — FURNITURE; ..."), of typed text ("a47",
+    "a47 furniture"), or the typed text itself when it starts with no code."""
+    text = clean(context).upper()
+    if found := CODE.match(text):
+        return found.group()
+    return re.split(r"\s+[—–-]\s+", text, maxsplit=1)[0].strip()
 
 
 class Predictor:
@@ -81,7 +87,10 @@ class Predictor:
         self.contexts = set(getattr(cfg, "cpc_contexts", None) or [])
         self.device = torch.device("cpu") if self.graph else next(model.parameters()).device
         self.batch_size = 256 if self.device.type == "cuda" else 64
-        self.max_length = min(tokenizer.model_max_length, 512)  # a safety net: phrases are capped
+        # The tokens the model really reads: its position table can be shorter than what the
+        # tokenizer claims (a tokenizer saved without a limit claims 10^30).
+        positions = getattr(cfg, "max_position_embeddings", None) or 512
+        self.max_length = int(min(tokenizer.model_max_length, positions, 512))
 
     # -- text ------------------------------------------------------------------------------
 
@@ -106,7 +115,9 @@ class Predictor:
             )
             code = code[:3]
         elif code not in self.titles and code not in self.contexts:
-            notices.append(f"Unknown CPC code '{code}': scored with the code alone.")
+            notices.append(
+                f"Unknown CPC code '{limits.excerpt(code, 20)}': scored with the code alone."
+            )
         elif self.contexts and code not in self.contexts:
             notices.append(f"The model saw no {code} pairs in training; this score is a guess.")
         return code, cpc_text(code, self.titles, self.use_titles), notices
@@ -135,18 +146,39 @@ class Predictor:
         code, ctx, more = self._context(context)
         return self.template.format(context=ctx, target=target, anchor=anchor), code, notices + more
 
+    def cut_notice(self) -> str:
+        return (
+            f"The pair is longer than the {self.max_length} tokens the model reads: only its "
+            f"first {self.max_length} tokens were scored."
+        )
+
     # -- scoring ---------------------------------------------------------------------------
+
+    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
+        """Token ids of each model input, cut to the tokens the model reads (its last token,
+        the separator, kept), and whether each was cut."""
+        most = self.max_length
+        ids = self.tokenizer(list(texts), truncation=True, max_length=most + 1)["input_ids"]
+        cut = [len(x) > most for x in ids]
+        return [x[: most - 1] + x[-1:] if c else x for x, c in zip(ids, cut, strict=True)], cut
 
     def score_texts(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Scores in [0, 1] for model input texts: batches of similar length, padded per batch."""
         if not len(texts):
             return np.zeros(0, dtype=np.float32)
+        return self.score_ids(self.encode(texts)[0], batch_size)
+
+    def score_ids(self, ids: Sequence[list[int]], batch_size: int | None = None) -> np.ndarray:
+        """Scores in [0, 1] for token ids (`encode`); stops between batches (each well under a
+        second) when the request is cancelled (`shared.cancel`)."""
+        if not len(ids):
+            return np.zeros(0, dtype=np.float32)
         bs = batch_size or self.batch_size
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
         order = np.argsort([len(x) for x in ids], kind="stable")
         pad = self.tokenizer.pad_token_id or 0
         out = np.empty(len(ids), dtype=np.float32)
         for start in range(0, len(order), bs):
+            cancel.check()
             rows = order[start : start + bs]
             width = max(len(ids[i]) for i in rows)
             input_ids = np.full((len(rows), width), pad, dtype=np.int64)
@@ -171,7 +203,9 @@ class Predictor:
     def score(self, anchor: str, target: str, context: str) -> Scored:
         """Score one pair."""
         text, code, notices = self.text(anchor, target, context)
-        s = float(self.score_texts([text])[0])
+        ids, cut = self.encode([text])
+        s = float(self.score_ids(ids)[0])
+        notices += [self.cut_notice()] if cut[0] else []
         return Scored(self._cut(anchor), self._cut(target), code, s, *meaning(s), notices)
 
     def rank(self, anchor: str, targets: Sequence[str] | str, context: str) -> list[Scored]:
@@ -181,16 +215,24 @@ class Predictor:
         unique = list(dict.fromkeys(t for t in map(clean, targets) if t))
         if not unique:
             raise UserError("Enter at least one target phrase (one per line).")
-        if len(unique) > MAX_TARGETS:
+        if len(unique) > limits.TARGETS.value:
             raise UserError(
-                f"{len(unique):,} targets is too many to rank here (at most "
-                f"{MAX_TARGETS:,}); score them as a CSV instead."
+                f"{len(unique):,} targets is too many to rank here (the limit is "
+                f"{limits.TARGETS}); score them as a CSV instead."
             )
         prepared = [self.text(anchor, t, context) for t in unique]
-        scores = self.score_texts([p[0] for p in prepared])
+        ids, cut = self.encode([p[0] for p in prepared])
+        scores = self.score_ids(ids)
         ranked = [
-            Scored(self._cut(anchor), self._cut(t), code, float(s), *meaning(float(s)), notes)
-            for t, (_, code, notes), s in zip(unique, prepared, scores, strict=True)
+            Scored(
+                self._cut(anchor),
+                self._cut(t),
+                code,
+                float(s),
+                *meaning(float(s)),
+                notes + ([self.cut_notice()] if c else []),
+            )
+            for t, (_, code, notes), s, c in zip(unique, prepared, scores, cut, strict=True)
         ]
         return sorted(ranked, key=lambda r: -r.score)
 
@@ -218,19 +260,20 @@ def load(folder: Path, runtime: str | None = None) -> Predictor:
     missing = [f for f in ("config.json", "model.safetensors") if not (folder / f).is_file()]
     if not ((folder / "tokenizer.json").is_file() or (folder / "spm.model").is_file()):
         missing.append("tokenizer.json")
+    # (The messages name no folder: they can reach a visitor, and a path is the server's.)
     if missing:
-        raise ModelError(
-            f"The patent similarity model in {folder} lacks {', '.join(missing)}: {fix}."
-        )
+        raise ModelError(f"The patent similarity model lacks {', '.join(missing)}: {fix}.")
     config = AutoConfig.from_pretrained(folder)
     if getattr(config, "num_labels", None) != 1:
         raise ModelError(
-            f"The model in {folder} has {config.num_labels} outputs; a similarity "
+            f"The patent similarity model has {config.num_labels} outputs; a similarity "
             f"model has one (a regressor): {fix}."
         )
     titles = read_cpc(folder / TITLES) if (folder / TITLES).is_file() else {}
     if getattr(config, "use_cpc_titles", False) and not titles:
-        raise ModelError(f"The model in {folder} reads CPC titles but has no {TITLES}: {fix}.")
+        raise ModelError(
+            f"The patent similarity model reads CPC titles but has no {TITLES}: {fix}."
+        )
     dev = devices.device()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     choice = runtimes.choose(folder, dev.type, name=NAME, engine=ENGINE, want=runtime)
