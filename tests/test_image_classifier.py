@@ -613,3 +613,16 @@ def test_browser_phone_layout(phone, load_space, launch, use_model, trained, dat
     assert {round(b["width"]) for b in boxes} and min(b["width"] for b in boxes) >= 80
     assert no_horizontal_scroll(phone)
     shot(phone, "390-answer")
+
+
+def test_each_heatmap_is_its_own_file():
+    """Two requests for the same photo never share (and rewrite) one heatmap file."""
+    from PIL import Image
+
+    from models.image_classifier import pieces
+
+    image = Image.new("RGB", (40, 30), "red")
+    first, second = pieces.heatmap_file(image), pieces.heatmap_file(image)
+    assert first != second and pieces.heatmap_file(None) is None
+    with Image.open(first) as a, Image.open(second) as b:
+        assert a.size == b.size == (40, 30)

@@ -111,6 +111,16 @@ def shown(top: dict[str, float], threshold: float, note: str | None = None) -> t
     return {names[k]: v for k, v in top.items()}, words
 
 
+def heatmap_file(image: Any) -> str | None:
+    """The heatmap written once, to a file of its own: gradio would write it to a path named by
+    its content, which two requests for the same photo rewrite while the other is read."""
+    if image is None:
+        return None
+    path = ui.output_file("gradcam.jpg")
+    image.convert("RGB").save(path, quality=90)
+    return str(path)
+
+
 def reword(last: dict | None, threshold: float) -> str:
     """The sentence again for a new threshold, from the last answer (no model needed)."""
     if not last:

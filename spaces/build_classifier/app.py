@@ -239,14 +239,14 @@ def classify_photo(ws_id, image, threshold, cam):
         cam: whether to draw the Grad-CAM heatmap.
     """
     pred, note, threshold = run(ws_id, image, threshold, cam)
-    return pieces.result(pred.top, threshold, note), pred.heatmap
+    return pieces.result(pred.top, threshold, note), pieces.heatmap_file(pred.heatmap)
 
 
 def try_it(ws_id, image, threshold, cam):
     """The page's answer: the bars, a sentence, the heatmap, and what rewording needs."""
     pred, note, threshold = run(ws_id, image, threshold, cam)
     labels, words = pieces.shown(pred.top, threshold, note)
-    return labels, words, pred.heatmap, {"top": pred.top, "note": note}
+    return labels, words, pieces.heatmap_file(pred.heatmap), {"top": pred.top, "note": note}
 
 
 def bases() -> str:

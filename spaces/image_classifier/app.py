@@ -72,14 +72,14 @@ def predict(image: dict | None, tta: bool, threshold: float, cam: bool):
         cam: also return a Grad-CAM heatmap of where the model looked.
     """
     pred, note, threshold = run(image, tta, threshold, cam)
-    return pieces.result(pred.top, threshold, note), pred.heatmap
+    return pieces.result(pred.top, threshold, note), pieces.heatmap_file(pred.heatmap)
 
 
 def show(image: dict | None, tta: bool, threshold: float, cam: bool):
     """The page's answer: readable labels, a sentence, the heatmap, and what rewording needs."""
     pred, note, threshold = run(image, tta, threshold, cam)
     labels, words = pieces.shown(pred.top, threshold, note)
-    return labels, words, pred.heatmap, {"top": pred.top, "note": note}
+    return labels, words, pieces.heatmap_file(pred.heatmap), {"top": pred.top, "note": note}
 
 
 @ui.errors
