@@ -456,7 +456,8 @@ def test_100k_rows_stream_in_bounded_memory(predictor, tmp_path):
         return score_ids(ids, batch_size)
 
     predictor.score_ids = spy
-    predictor.batch_size = 1024  # a tiny model: fewer, larger batches keep this test short
+    before, predictor.batch_size = predictor.batch_size, 1024  # a tiny model: fewer, larger
+    # batches keep this test short
     try:
         tracemalloc.start()
         report = predictor.score_csv(
@@ -466,7 +467,7 @@ def test_100k_rows_stream_in_bounded_memory(predictor, tmp_path):
     finally:
         tracemalloc.stop()
         del predictor.score_ids
-        predictor.batch_size = 64
+        predictor.batch_size = before
     assert report.rows == report.scored == 100_000
     assert max(sizes) <= CHUNK_ROWS and len(sizes) >= 100_000 // CHUNK_ROWS
     assert len(calls) > 20 and calls[-1] == 100_000 and calls == sorted(calls)
