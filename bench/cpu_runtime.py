@@ -207,9 +207,8 @@ def bench_patent(folder: Path, n_pairs: int, rounds: int) -> Rows:
     # the baseline: eager as the Space batched before the fast path (64 a batch on a CPU)
     fns = {"PyTorch eager, 64 a batch (before)": lambda: eager.score_texts(texts, 64)}
     fns |= {f"PyTorch eager, {eager.batch_size} a batch": lambda: eager.score_texts(texts)}
-    fns |= {
-        f"{k}, {p.batch_size} a batch": (lambda p=p: p.score_texts(texts)) for k, p in graphs.items()
-    }
+    for k, graph in graphs.items():
+        fns[f"{k}, {graph.batch_size} a batch"] = lambda g=graph: g.score_texts(texts)
     t = interleaved(fns, rounds)
     few = texts[:48]
 
